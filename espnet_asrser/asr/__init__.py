@@ -1,0 +1,1 @@
+"""ASR components: log-mel frontend, frame stacking, the A2W decoder."""

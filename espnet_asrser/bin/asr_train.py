@@ -1,0 +1,23 @@
+#!/usr/bin/env python3
+"""Usage: python -m espnet_asrser.bin.asr_train --config conf/train_a2w.yaml ...
+
+ESPnet's own ASR training (``espnet2.bin.asr_train``) with this package's components
+registered: ``frontend: logmel``, ``preencoder: stack`` and ``decoder: a2w`` (the paper's
+acoustic-to-word model). The checkpoints are ordinary ESPnet ASR models.
+"""
+
+from espnet2.tasks.asr import ASRTask
+
+import espnet_asrser.tasks  # noqa: F401  (registers the A2W components)
+
+
+def get_parser():
+    return ASRTask.get_parser()
+
+
+def main(cmd=None):
+    ASRTask.main(cmd=cmd)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""Usage: python -m espnet_asrser.bin.asrser_score \\
+           --ref_emotion data/test/utt2emo --hyp_emotion exp/.../utt2emo \\
+           --classes neu hap sad ang \\
+           [--ref_text data/test/text --hyp_text exp/.../text] \\
+           --output_json exp/.../scores.json [--output_md exp/.../scores.md]
+
+Score emotion predictions (WA, UA, per-class recall, confusion matrix) and, when
+transcripts are given, the ASR word error rate.
+
+Inputs are Kaldi-style ``<utt-id> <value>`` files: one label per emotion line, a
+whitespace-separated transcript per text line (an id alone is an empty transcript). Both
+sides must list exactly the same utterances; a missing or extra id is an error, never
+skipped. The JSON holds fractions; the printed summary and Markdown show percentages.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from espnet_asrser.metrics import (
+    SERScores,
+    format_confusion_matrix,
+    score_emotions,
+    score_transcripts,
+)
+from espnet_asrser.utils.kaldi_text import read_kaldi_text
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asrser_score",
+        description="Score emotion recognition (WA, UA, confusion matrix) and optionally WER.",
+    )
+    parser.add_argument("--ref_emotion", required=True, help="reference utt2emo file")
+    parser.add_argument("--hyp_emotion", required=True, help="predicted utt2emo file")
+    parser.add_argument(
+        "--classes",
+        nargs="+",
+        required=True,
+        help="emotion labels, in the order of the confusion matrix rows and columns",
+    )
+    parser.add_argument("--ref_text", help="reference transcripts (needs --hyp_text)")
+    parser.add_argument("--hyp_text", help="recognised transcripts (needs --ref_text)")
+    parser.add_argument("--output_json", required=True, help="where to write the scores")
+    parser.add_argument("--output_md", help="optional Markdown report")
+    return parser
+
+
+def _percent(rate: Optional[float]) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.2f}"
+
+
+def scores_to_json(ser: SERScores, wer: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    return {
+        "n": ser.n,
+        "wa": ser.wa,
+        "ua": ser.ua,
+        "confusion_matrix": ser.confusion_matrix.tolist(),
+        "classes": ser.classes,
+        "per_class_recall": ser.per_class_recall,
+        "wer": wer,
+    }
+
+
+def scores_to_markdown(ser: SERScores, wer: Optional[Dict[str, Any]]) -> str:
+    header = "| n | WA (%) | UA (%) |"
+    row = f"| {ser.n} | {_percent(ser.wa)} | {_percent(ser.ua)} |"
+    if wer is not None:
+        header += " WER (%) | sub | ins | del | ref words |"
+        row += (
+            f" {_percent(wer['wer'])} | {wer['sub']} | {wer['ins']} | {wer['del']}"
+            f" | {wer['ref_words']} |"
+        )
+    separator = "|---" * (header.count("|") - 1) + "|"
+    recall = " ".join(f"{c}={_percent(r)}" for c, r in ser.per_class_recall.items())
+    return "\n".join(
+        [
+            header,
+            separator,
+            row,
+            "",
+            f"Per-class recall (%): {recall}",
+            "",
+            format_confusion_matrix(ser.confusion_matrix, ser.classes),
+            "",
+        ]
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if (args.ref_text is None) != (args.hyp_text is None):
+        parser.error("--ref_text and --hyp_text must be given together")
+
+    try:
+        ser = score_emotions(
+            read_kaldi_text(args.ref_emotion, allow_empty_value=False),
+            read_kaldi_text(args.hyp_emotion, allow_empty_value=False),
+            args.classes,
+        )
+        wer = None
+        if args.ref_text is not None:
+            wer = score_transcripts(read_kaldi_text(args.ref_text), read_kaldi_text(args.hyp_text))
+    except (OSError, ValueError) as e:
+        # Input problems (unreadable or malformed files, mismatched ids, unknown labels)
+        # are the user's to fix: a one-line message serves better than a traceback.
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
+        return 1
+
+    output_json = Path(args.output_json)
+    output_json.parent.mkdir(parents=True, exist_ok=True)
+    output_json.write_text(
+        json.dumps(scores_to_json(ser, wer), indent=2) + "\n", encoding="utf-8"
+    )
+    if args.output_md is not None:
+        output_md = Path(args.output_md)
+        output_md.parent.mkdir(parents=True, exist_ok=True)
+        output_md.write_text(scores_to_markdown(ser, wer), encoding="utf-8")
+
+    summary: List[str] = [
+        f"n={ser.n} WA={_percent(ser.wa)}% UA={_percent(ser.ua)}%"
+        + ("" if wer is None else f" WER={_percent(wer['wer'])}%")
+        + f" classes: {' '.join(ser.classes)}",
+        format_confusion_matrix(ser.confusion_matrix, ser.classes),
+    ]
+    print("\n".join(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers and writers of the real IEMOCAP and LibriSpeech release layouts."""

@@ -1,0 +1,324 @@
+"""The joint ASR-SER model and the paper's baselines, selected by one ``mode`` switch.
+
+=========  ===========================================  =====================================
+mode       SER inputs                                   paper (Table 1 row)
+=========  ===========================================  =====================================
+audio      log-mel                                      Audio-based
+text       word embeddings of a transcript              Text-based (reference or ASR text)
+combined   log-mel + word embeddings                    Combined (reference or ASR text)
+asr        ASR features (decoder states)                (ablation: ASR branch alone)
+asrser     log-mel + ASR features                       ASR-SER (proposed)
+=========  ===========================================  =====================================
+
+Each input goes through its own BiLSTM + structured self-attention branch; the pooled vectors
+are concatenated and classified (FC 2048 -> ReLU -> FC n_classes).
+
+Loss: ``asr_weight * L_ASR + (1 - asr_weight) * L_SER``. Both terms are batch means of
+per-utterance losses (L_ASR sums over an utterance's tokens, as ESPnet does with
+``length_normalized_loss: false``); the authors' code summed L_ASR over the batch, which made
+their effective weight differ from the stated 0.2. Utterances with an empty transcript are
+left out of L_ASR and kept for L_SER.
+
+ASR features during training (``asr_feature_source``):
+
+* ``teacher_forcing`` (default, as the paper): decoder states from the reference transcript.
+  The same decoder pass gives L_ASR, so the joint step costs one ASR step plus the SER head.
+* ``greedy``: states from the model's own greedy hypothesis, the same kind of sequence as
+  at test time (beam search), removing the train/test mismatch at the cost of decoding
+  every training batch (O(L^2) decoder steps, no gradient through the search).
+
+At inference (:class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`) the features come
+from beam search on the audio alone.
+
+Checkpoint layout: ``asr.*`` is a complete ``ESPnetASRModel`` (frontend, normalize, encoder,
+decoder, ctc), so an ESPnet ASR checkpoint loads with ``--init_param asr.pth::asr``;
+``frontend``/``normalize``/``audio_branch.*`` belong to the acoustic SER branch,
+``embed``/``text_branch.*`` to the text baselines, ``asr_branch.*`` to the ASR-feature branch,
+``classifier.*`` to the head.
+"""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from typeguard import typechecked
+
+from espnet.nets.pytorch_backend.nets_utils import th_accuracy
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.layers.abs_normalize import AbsNormalize
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet_asrser.asr.decoder_states import (
+    decoder_state_size,
+    greedy_tokens,
+    teacher_forced_states,
+)
+from espnet_asrser.ser.branch import BLSTMAttentionBranch
+from espnet_asrser.ser.classifier import EmotionClassifier
+
+MODES = ("audio", "text", "combined", "asr", "asrser")
+FEATURE_SOURCES = ("teacher_forcing", "greedy")
+
+
+def mode_inputs(mode: str) -> Tuple[bool, bool, bool]:
+    """Which SER inputs ``mode`` uses: (audio, text, asr features)."""
+    if mode not in MODES:
+        raise ValueError(f"Unknown mode '{mode}'; choose one of {', '.join(MODES)}")
+    return (
+        mode in ("audio", "combined", "asrser"),
+        mode in ("text", "combined"),
+        mode in ("asr", "asrser"),
+    )
+
+
+class ESPnetASRSERModel(AbsESPnetModel):
+    @typechecked
+    def __init__(
+        self,
+        mode: str,
+        emotion_classes: Sequence[str],
+        frontend: Optional[AbsFrontend],
+        normalize: Optional[AbsNormalize],
+        asr: Optional[ESPnetASRModel],
+        vocab_size: Optional[int],
+        input_size: Optional[int] = None,
+        ser_hidden_size: int = 256,
+        ser_num_layers: int = 2,
+        ser_dropout: float = 0.2,
+        attention_size: int = 512,
+        attention_heads: int = 8,
+        classifier_size: int = 2048,
+        word_embed_size: int = 300,
+        max_audio_frames: int = 750,
+        asr_weight: float = 0.2,
+        asr_feature_source: str = "teacher_forcing",
+        greedy_max_steps: int = 200,
+        freeze_asr: bool = False,
+    ):
+        super().__init__()
+        use_audio, use_text, use_asr = mode_inputs(mode)
+        if not 0.0 <= asr_weight <= 1.0:
+            raise ValueError(f"asr_weight must be in [0, 1], got {asr_weight}")
+        if asr_feature_source not in FEATURE_SOURCES:
+            raise ValueError(
+                f"asr_feature_source must be one of {FEATURE_SOURCES}, got "
+                f"'{asr_feature_source}'"
+            )
+        if use_asr and asr is None:
+            raise ValueError(f"mode '{mode}' needs an ASR model")
+        if use_text and vocab_size is None:
+            raise ValueError(f"mode '{mode}' needs a token list for its word embeddings")
+        self.mode = mode
+        self.emotion_classes = list(emotion_classes)
+        self.max_audio_frames = max_audio_frames
+        self.asr_weight = asr_weight if use_asr else 0.0
+        self.asr_feature_source = asr_feature_source
+        self.greedy_max_steps = greedy_max_steps
+        self.freeze_asr = freeze_asr
+
+        branch_conf = dict(
+            hidden_size=ser_hidden_size,
+            num_layers=ser_num_layers,
+            dropout=ser_dropout,
+            attention_size=attention_size,
+            heads=attention_heads,
+        )
+        pooled = 0
+        self.frontend = frontend if use_audio else None
+        self.normalize = normalize if use_audio else None
+        if use_audio:
+            feat_size = frontend.output_size() if frontend is not None else input_size
+            if feat_size is None:
+                raise ValueError("mode with audio needs a frontend or input_size")
+            self.audio_branch = BLSTMAttentionBranch(feat_size, **branch_conf)
+            pooled += self.audio_branch.output_size()
+        if use_text:
+            self.embed = torch.nn.Embedding(vocab_size, word_embed_size)
+            self.text_branch = BLSTMAttentionBranch(word_embed_size, **branch_conf)
+            pooled += self.text_branch.output_size()
+        self.asr = asr if use_asr else None
+        if use_asr:
+            self.asr_state_size = decoder_state_size(asr.decoder)
+            self.asr_branch = BLSTMAttentionBranch(self.asr_state_size, **branch_conf)
+            pooled += self.asr_branch.output_size()
+            if freeze_asr:
+                self.asr.requires_grad_(False)
+        self.classifier = EmotionClassifier(
+            pooled, len(self.emotion_classes), hidden_size=classifier_size
+        )
+
+    # ---- building blocks, shared with Speech2Emotion ---------------------------------------
+
+    @property
+    def uses(self) -> Tuple[bool, bool, bool]:
+        return mode_inputs(self.mode)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.asr is not None and self.freeze_asr:
+            # A frozen ASR also keeps its dropout off: its features stay deterministic.
+            self.asr.eval()
+        return self
+
+    def acoustic_features(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Normalised log-mel for the acoustic branch, cut to ``max_audio_frames`` (7.5 s).
+
+        The paper also zero-padded short utterances to 750 frames; padding is masked here,
+        so that padding would change nothing and is not done.
+        """
+        if self.frontend is not None:
+            feats, lengths = self.frontend(speech, speech_lengths)
+        else:
+            feats, lengths = speech, speech_lengths
+        if self.normalize is not None:
+            feats, lengths = self.normalize(feats, lengths)
+        if self.max_audio_frames > 0:
+            feats = feats[:, : self.max_audio_frames]
+            lengths = lengths.clamp(max=self.max_audio_frames)
+        return feats, lengths
+
+    def encode_asr(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_asr):
+            return self.asr.encode(speech, speech_lengths)
+
+    def ser_logits(
+        self,
+        speech: Optional[torch.Tensor] = None,
+        speech_lengths: Optional[torch.Tensor] = None,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+        asr_states: Optional[torch.Tensor] = None,
+        asr_state_lengths: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Emotion logits (B, n_classes) from the inputs this mode uses."""
+        use_audio, use_text, use_asr = self.uses
+        pooled: List[torch.Tensor] = []
+        if use_audio:
+            pooled.append(self.audio_branch(*self.acoustic_features(speech, speech_lengths))[0])
+        if use_text:
+            if text is None:
+                raise ValueError(f"mode '{self.mode}' needs 'text' (a transcript)")
+            embedded = self.embed(text.clamp(min=0))
+            pooled.append(self.text_branch(embedded, text_lengths)[0])
+        if use_asr:
+            pooled.append(self.asr_branch(asr_states, asr_state_lengths)[0])
+        return self.classifier(torch.cat(pooled, dim=-1))
+
+    # ---- training ---------------------------------------------------------------------------
+
+    def _asr_states_and_loss(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: Optional[torch.Tensor],
+        text_lengths: Optional[torch.Tensor],
+    ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, Optional[torch.Tensor]]]:
+        asr = self.asr
+        encoder_out, encoder_out_lens = self.encode_asr(speech, speech_lengths)
+        if self.asr_feature_source == "greedy":
+            hyp, hyp_lens = greedy_tokens(
+                asr.decoder, encoder_out, encoder_out_lens,
+                asr.sos, asr.eos, asr.ignore_id, self.greedy_max_steps,
+            )
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_asr):
+                _, _, states, state_lens = teacher_forced_states(
+                    asr.decoder, encoder_out, encoder_out_lens, hyp, hyp_lens,
+                    asr.sos, asr.eos, asr.ignore_id,
+                )
+        if text is None:
+            if self.asr_feature_source == "teacher_forcing" or self.asr_weight > 0:
+                raise ValueError(
+                    f"mode '{self.mode}' with asr_feature_source="
+                    f"'{self.asr_feature_source}' and asr_weight={self.asr_weight} needs "
+                    "the reference transcript 'text'"
+                )
+            return states, state_lens, {"loss_asr": None, "acc_asr": None}
+
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_asr):
+            logits, ys_out, tf_states, tf_lens = teacher_forced_states(
+                asr.decoder, encoder_out, encoder_out_lens, text, text_lengths,
+                asr.sos, asr.eos, asr.ignore_id,
+            )
+            # Empty transcripts teach the ASR nothing but "<eos> at once"; leave them out
+            # of L_ASR (still used for L_SER) and average over the others.
+            nonempty = text_lengths > 0
+            ys_out = ys_out.masked_fill(~nonempty[:, None], asr.ignore_id)
+            n_nonempty = int(nonempty.sum())
+            if n_nonempty:
+                loss_att = asr.criterion_att(logits, ys_out) * (len(text) / n_nonempty)
+                acc = th_accuracy(logits.reshape(-1, logits.size(-1)), ys_out, asr.ignore_id)
+            else:
+                loss_att = logits.sum() * 0.0
+                acc = None
+            loss_asr = loss_att
+            if asr.ctc is not None and asr.ctc_weight > 0 and n_nonempty:
+                loss_ctc, _ = asr._calc_ctc_loss(
+                    encoder_out[nonempty], encoder_out_lens[nonempty],
+                    text[nonempty], text_lengths[nonempty],
+                )
+                loss_asr = asr.ctc_weight * loss_ctc + (1 - asr.ctc_weight) * loss_att
+        if self.asr_feature_source == "teacher_forcing":
+            states, state_lens = tf_states, tf_lens
+        stats = {
+            "loss_asr": loss_asr.detach(),
+            "acc_asr": torch.tensor(acc) if acc is not None else None,
+        }
+        return states, state_lens, {**stats, "_loss_asr": loss_asr}
+
+    def forward(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        emotion: torch.Tensor,
+        emotion_lengths: Optional[torch.Tensor] = None,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]], torch.Tensor]:
+        batch_size = emotion.size(0)
+        _, _, use_asr = self.uses
+        asr_states = asr_lens = None
+        asr_stats: Dict[str, Optional[torch.Tensor]] = {}
+        if use_asr:
+            asr_states, asr_lens, asr_stats = self._asr_states_and_loss(
+                speech, speech_lengths, text, text_lengths
+            )
+        logits = self.ser_logits(
+            speech, speech_lengths, text, text_lengths, asr_states, asr_lens
+        )
+        target = emotion.reshape(batch_size, -1)[:, 0].long()
+        loss_ser = F.cross_entropy(logits, target)
+        loss_asr = asr_stats.pop("_loss_asr", None)
+        if loss_asr is not None and self.asr_weight > 0:
+            loss = self.asr_weight * loss_asr + (1 - self.asr_weight) * loss_ser
+        else:
+            loss = loss_ser
+        stats = dict(
+            loss=loss.detach(),
+            loss_ser=loss_ser.detach(),
+            acc_ser=(logits.argmax(dim=-1) == target).float().mean().detach(),
+            **asr_stats,
+        )
+        loss, stats, weight = force_gatherable((loss, stats, batch_size), loss.device)
+        return loss, stats, weight
+
+    def collect_feats(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        **kwargs,
+    ) -> Dict[str, torch.Tensor]:
+        """Features whose statistics feed ``normalize: global_mvn`` (``--collect_stats``)."""
+        frontend = self.frontend if self.frontend is not None else (
+            self.asr.frontend if self.asr is not None else None
+        )
+        if frontend is not None:
+            feats, lengths = frontend(speech, speech_lengths)
+        else:
+            feats, lengths = speech, speech_lengths
+        return {"feats": feats, "feats_lengths": lengths}

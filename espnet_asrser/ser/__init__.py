@@ -1,0 +1,1 @@
+"""SER components: BiLSTM + structured self-attention branches and the classifier head."""

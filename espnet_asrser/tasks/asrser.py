@@ -1,0 +1,182 @@
+"""ASRSERTask: ESPnet's ASR task plus an emotion target and the SER model.
+
+Inherits every ASR option of :class:`espnet2.tasks.asr.ASRTask` (``--frontend``,
+``--normalize``, ``--preencoder``, ``--encoder``, ``--decoder``, ``--token_list``, ...),
+which configure the ASR part, and adds:
+
+* ``--mode``: audio | text | combined | asr | asrser (see :mod:`espnet_asrser.espnet_model`);
+* ``--emotion_classes``: the label set, in output order;
+* ``--model_conf``: keyword arguments of :class:`~espnet_asrser.espnet_model.ESPnetASRSERModel`
+  (SER sizes, ``asr_weight``, ``asr_feature_source``, ``freeze_asr``, ...);
+* ``--asr_model_conf``: keyword arguments of ESPnet's ``ESPnetASRModel`` for the ASR part
+  (``ctc_weight``, ``lsm_weight``, ...), i.e. what ``model_conf`` is in an ESPnet ASR config.
+
+Data: ``speech`` and ``emotion`` (Kaldi-style ``utt-id class-name``) are required for
+training, ``text`` (the reference transcript) is optional: L_ASR, teacher-forced ASR
+features and the text baselines need it.
+"""
+
+import argparse
+import copy
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from espnet2.tasks.asr import (
+    ASRTask,
+    frontend_choices,
+    model_choices,
+    normalize_choices,
+)
+from espnet2.asr.espnet_model import ESPnetASRModel
+from espnet2.torch_utils.initialize import initialize
+from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.utils.types import str_or_none
+
+from espnet_asrser.espnet_model import MODES, ESPnetASRSERModel, mode_inputs
+from espnet_asrser.tasks import register_asr_components
+
+register_asr_components()
+
+DEFAULT_EMOTIONS = ("ang", "hap", "neu", "sad")
+
+
+class EmotionPreprocessor:
+    """Maps the ``emotion`` label to its class index; delegates the rest (text tokens) to
+    ESPnet's ASR preprocessor when there is one."""
+
+    def __init__(
+        self,
+        classes: Sequence[str],
+        text_preprocessor: Optional[Callable] = None,
+        keep_text: bool = True,
+    ):
+        self.classes = list(classes)
+        self.index = {c: i for i, c in enumerate(self.classes)}
+        self.text_preprocessor = text_preprocessor
+        self.keep_text = keep_text
+
+    def __call__(self, uid: str, data: Dict[str, object]) -> Dict[str, np.ndarray]:
+        data = dict(data)
+        if "emotion" in data:
+            label = data["emotion"]
+            if isinstance(label, str):
+                label = label.strip()
+                if label not in self.index:
+                    raise ValueError(
+                        f"utterance '{uid}': emotion label '{label}' is not one of the "
+                        f"configured emotion_classes {self.classes}"
+                    )
+                data["emotion"] = np.array([self.index[label]], dtype=np.int64)
+        if not self.keep_text:
+            data.pop("text", None)
+        if self.text_preprocessor is not None:
+            data = self.text_preprocessor(uid, data)
+        return data
+
+
+class ASRSERTask(ASRTask):
+    # The ASR model class is fixed (ESPnetASRModel, configured by --asr_model_conf), so
+    # ESPnet's --model/--model_conf choice is replaced by our own --model_conf.
+    class_choices_list = [c for c in ASRTask.class_choices_list if c is not model_choices]
+
+    @classmethod
+    def add_task_arguments(cls, parser: argparse.ArgumentParser):
+        super().add_task_arguments(parser)
+        # The audio-only baseline has no tokens; build_model checks the other modes.
+        required = parser.get_default("required")
+        if "token_list" in required:
+            required.remove("token_list")
+        group = parser.add_argument_group(description="SER related")
+        group.add_argument(
+            "--mode",
+            type=str,
+            default="asrser",
+            choices=MODES,
+            help="SER inputs: audio, text, combined (audio+text), asr (ASR features), "
+            "asrser (audio + ASR features, the proposed model)",
+        )
+        group.add_argument(
+            "--emotion_classes",
+            type=str,
+            nargs="+",
+            default=list(DEFAULT_EMOTIONS),
+            help="Emotion labels in output order",
+        )
+        group.add_argument(
+            "--model_conf",
+            action=NestedDictAction,
+            default=get_default_kwargs(ESPnetASRSERModel),
+            help="The keyword arguments of ESPnetASRSERModel",
+        )
+        group.add_argument(
+            "--asr_model_conf",
+            action=NestedDictAction,
+            default=get_default_kwargs(ESPnetASRModel),
+            help="The keyword arguments of the ASR part (ESPnetASRModel)",
+        )
+
+    @classmethod
+    def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
+        has_tokens = getattr(args, "token_list", None) is not None
+        text_preprocessor = (
+            super().build_preprocess_fn(args, train) if has_tokens else None
+        )
+        return EmotionPreprocessor(args.emotion_classes, text_preprocessor, has_tokens)
+
+    @classmethod
+    def required_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        return ("speech",) if inference else ("speech", "emotion")
+
+    @classmethod
+    def optional_data_names(
+        cls, train: bool = True, inference: bool = False
+    ) -> Tuple[str, ...]:
+        return ("text",)
+
+    @classmethod
+    def build_model(cls, args: argparse.Namespace) -> ESPnetASRSERModel:
+        use_audio, use_text, use_asr = mode_inputs(args.mode)
+        token_list: Optional[List[str]] = None
+        if isinstance(args.token_list, str):
+            with open(args.token_list, encoding="utf-8") as f:
+                token_list = [line.rstrip("\n") for line in f]
+            args.token_list = token_list  # keep the written config portable
+        elif args.token_list is not None:
+            token_list = list(args.token_list)
+        if (use_text or use_asr) and token_list is None:
+            raise ValueError(f"--mode {args.mode} needs --token_list")
+
+        asr = None
+        if use_asr:
+            asr_args = copy.copy(args)
+            asr_args.model = "espnet"
+            asr_args.model_conf = dict(args.asr_model_conf)
+            asr_args.init = None  # initialised below, with the whole model
+            asr = ASRTask.build_model(asr_args)
+
+        frontend = normalize = None
+        if use_audio:
+            if args.input_size is None:
+                frontend = frontend_choices.get_class(args.frontend)(**args.frontend_conf)
+            if args.normalize is not None:
+                normalize = normalize_choices.get_class(args.normalize)(
+                    **args.normalize_conf
+                )
+
+        model = ESPnetASRSERModel(
+            mode=args.mode,
+            emotion_classes=args.emotion_classes,
+            frontend=frontend,
+            normalize=normalize,
+            asr=asr,
+            vocab_size=len(token_list) if token_list is not None else None,
+            input_size=args.input_size,
+            **args.model_conf,
+        )
+        if args.init is not None:
+            initialize(model, args.init)
+        return model

@@ -1,0 +1,1 @@
+"""Small shared helpers: strict readers for Kaldi-style data files."""
