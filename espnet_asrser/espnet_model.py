@@ -82,7 +82,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         normalize: Optional[AbsNormalize],
         asr: Optional[ESPnetASRModel],
         vocab_size: Optional[int],
-        input_size: Optional[int] = None,
+        input_size: Optional[int],
         ser_hidden_size: int = 256,
         ser_num_layers: int = 2,
         ser_dropout: float = 0.2,

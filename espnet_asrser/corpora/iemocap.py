@@ -198,9 +198,9 @@ def _read_lines(path: Path) -> List[str]:
         raise IemocapFormatError(
             f"{path}: not valid UTF-8 at byte offset {e.start}"
         ) from None
-    # Line ends are normalised: the release is not consistent about them, and they
-    # carry no information.
-    return text.splitlines()
+    # "\r\n" is accepted: line ends carry no information in the release. Not
+    # str.splitlines(), which would also break a line at U+2028 or a form feed.
+    return [line.rstrip("\r") for line in text.split("\n")]
 
 
 def _visible_txt_files(folder: Path) -> List[Path]:

@@ -29,6 +29,7 @@ Lines are parsed by the project's one strict reader,
 data-directory rules (sort order, control characters, final newline) on top of it.
 """
 
+import math
 import os
 import shutil
 import unicodedata
@@ -169,9 +170,7 @@ def _check_field(path: Path, key: str, value: str, allow_empty_value: bool) -> N
                     f"{path}: entry {key!r} contains control character U+{ord(char):04X}"
                 )
     if value != value.strip():
-        raise DataDirError(
-            f"{path}: value of {key!r} has leading or trailing white space"
-        )
+        raise DataDirError(f"{path}: value of {key!r} has leading or trailing white space")
     if not value and not allow_empty_value:
         raise DataDirError(f"{path}: key {key!r} has an empty value")
 
@@ -242,10 +241,14 @@ def write_data_dir(path: PathLike, tables: Mapping[str, Mapping[str, str]]) -> L
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    for name, table in tables.items():
-        write_table(tmp / name, table, allow_empty_value=name in EMPTY_VALUE_TABLES)
-    write_table(tmp / "spk2utt", utt2spk_to_spk2utt(tables["utt2spk"]))
-    validate_data_dir(tmp, required=tuple(tables) + ("spk2utt",))
+    try:
+        for name, table in tables.items():
+            write_table(tmp / name, table, allow_empty_value=name in EMPTY_VALUE_TABLES)
+        write_table(tmp / "spk2utt", utt2spk_to_spk2utt(tables["utt2spk"]))
+        validate_data_dir(tmp, required=tuple(tables) + ("spk2utt",))
+    except BaseException:
+        shutil.rmtree(tmp)
+        raise
     if path.exists():
         shutil.rmtree(path)
     os.replace(tmp, path)
@@ -259,9 +262,7 @@ def _check_same_keys(ref_path: Path, ref: set, path: Path, keys: set) -> None:
     if missing:
         problems.append(f"{len(missing)} ids of {ref_path.name} are missing: {_list_ids(missing)}")
     if extra:
-        problems.append(
-            f"{len(extra)} ids are not in {ref_path.name}: {_list_ids(extra)}"
-        )
+        problems.append(f"{len(extra)} ids are not in {ref_path.name}: {_list_ids(extra)}")
     if problems:
         raise DataDirError(f"{path}: " + "; ".join(problems))
 
@@ -272,8 +273,8 @@ def _check_value(path: Path, line: TableLine) -> None:
         try:
             number = float(line.value)
         except ValueError:
-            number = float("nan")
-        if not number > 0 or number == float("inf"):
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
             raise DataDirError(
                 f"{path}:{line.lineno}: {line.key}: expected a positive number, got "
                 f"{line.value!r}"

@@ -115,7 +115,8 @@ def _read_transcripts(path: Path, speaker: str, chapter: str) -> Dict[str, Tuple
     except UnicodeDecodeError as e:
         raise LibriSpeechFormatError(f"{path}: not valid UTF-8 at byte offset {e.start}") from None
     lines: Dict[str, Tuple[str, int]] = {}
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Not str.splitlines(), which would also break a line at U+2028 or a form feed.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         utt_id, _, transcript = line.strip().partition(" ")

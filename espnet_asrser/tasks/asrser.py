@@ -118,6 +118,18 @@ class ASRSERTask(ASRTask):
         )
 
     @classmethod
+    def get_default_config(cls) -> Dict[str, object]:
+        # ESPnet completes the *_conf of ClassChoices with the class defaults; ours are
+        # plain options, so complete them here for a --print_config that lists everything.
+        config = super().get_default_config()
+        for key, model_class in (
+            ("model_conf", ESPnetASRSERModel),
+            ("asr_model_conf", ESPnetASRModel),
+        ):
+            config[key] = {**get_default_kwargs(model_class), **(config[key] or {})}
+        return config
+
+    @classmethod
     def build_preprocess_fn(cls, args: argparse.Namespace, train: bool):
         has_tokens = getattr(args, "token_list", None) is not None
         text_preprocessor = (

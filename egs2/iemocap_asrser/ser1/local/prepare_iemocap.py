@@ -138,9 +138,7 @@ def select(
 
 
 # ----------------------------------------------------------------------------- splitting
-def stratified_sample(
-    utts: Sequence[Kept], ratio: float, rng: random.Random
-) -> List[str]:
+def stratified_sample(utts: Sequence[Kept], ratio: float, rng: random.Random) -> List[str]:
     """Draw ``ratio`` of each (speaker, emotion) cell, rounded half up, seeded."""
     cells: Dict[Tuple[str, str], List[str]] = defaultdict(list)
     for u in utts:
@@ -271,6 +269,19 @@ def _log_counts(kept: Sequence[Kept], dropped: Counter, n_records: int) -> None:
         )
 
 
+def _rule_text(args: argparse.Namespace) -> str:
+    if args.valid_rule == "heldout_speaker":
+        return (
+            "valid = every utterance of one speaker of session (k mod 5) + 1, female for "
+            "odd k and male for even k; train = the other seven speakers of the training "
+            "sessions"
+        )
+    return (
+        f"valid = {args.valid_ratio:g} of each (speaker, emotion) cell of the training "
+        f"part, rounded half up, seed {args.seed}"
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     """Prepare the data directories; raises on any problem."""
     out = Path(args.out)
@@ -284,7 +295,9 @@ def run(args: argparse.Namespace) -> None:
         "exc": args.exc,
         "protocol": args.protocol,
         "valid_rule": args.valid_rule,
-        "valid_ratio": args.valid_ratio,
+        # The ratio only matters to the stratified rule; leaving it out of the other
+        # keeps a changed but unused --valid_ratio from forcing a rebuild.
+        "valid_ratio": args.valid_ratio if args.valid_rule == "stratified" else None,
         "seed": args.seed,
         "fs": args.fs,
     }
@@ -311,12 +324,21 @@ def run(args: argparse.Namespace) -> None:
     if not kept:
         raise PrepareError(f"no utterance of {args.iemocap} passed the filters")
     _log_counts(kept, dropped, len(records))
+    logging.info("protocol %s; validation rule: %s", args.protocol, _rule_text(args))
     if args.protocol == "speaker_independent":
         folds, notes = speaker_independent_folds(
             kept, args.valid_rule, args.valid_ratio, args.seed
         )
     else:
         folds, notes = speaker_dependent_folds(kept, args.valid_ratio, args.seed)
+
+    for k, fold in enumerate(folds, start=1):
+        for split in SPLITS:
+            if not fold[split]:
+                raise PrepareError(
+                    f"fold {k}: the {split} set is empty (too few utterances for "
+                    f"--valid_ratio {args.valid_ratio:g}?)"
+                )
 
     # Everything is computed; only now replace what an earlier run left.
     if previous is not None:
