@@ -10,6 +10,7 @@ from espnet2.asr.decoder.rnn_decoder import RNNDecoder
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.tasks import asr as espnet_asr_task
 from espnet_asrser.asr.a2w_decoder import A2WDecoder
+from espnet_asrser.asr.blstm_encoder import BLSTMEncoder
 from espnet_asrser.asr.decoder_states import check_decoder_has_states, decoder_state_size
 from espnet_asrser.asr.frontend import LogMelFrontend
 from espnet_asrser.asr.stack import StackPreEncoder
@@ -21,6 +22,7 @@ def test_components_are_registered_in_espnet_choices():
     register_asr_components()  # idempotent
     assert espnet_asr_task.decoder_choices.get_class("a2w") is A2WDecoder
     assert espnet_asr_task.preencoder_choices.get_class("stack") is StackPreEncoder
+    assert espnet_asr_task.encoder_choices.get_class("blstm") is BLSTMEncoder
     assert espnet_asr_task.frontend_choices.get_class("logmel") is LogMelFrontend
 
 
@@ -131,3 +133,14 @@ def test_decoder_state_interface_accepts_transformer_and_rejects_rnn_decoder():
     assert decoder_state_size(make_decoder()) == 12
     with pytest.raises(TypeError, match="RNNDecoder cannot provide ASR features"):
         check_decoder_has_states(RNNDecoder(vocab_size=20, encoder_output_size=16))
+
+
+def test_blstm_encoder_is_padding_invariant_and_zeroes_padding():
+    torch.manual_seed(0)
+    encoder = BLSTMEncoder(6, hidden_size=5, num_layers=2, dropout=0.0).eval()
+    assert encoder.output_size() == 10
+    xs = torch.randn(2, 11, 6)
+    out, lens, _ = encoder(xs, torch.tensor([11, 7]))
+    alone, _, _ = encoder(xs[1:, :7], torch.tensor([7]))
+    assert torch.allclose(out[1, :7], alone[0], atol=1e-6)
+    assert torch.count_nonzero(out[1, 7:]) == 0

@@ -168,3 +168,28 @@ def test_classifier_dropout_is_active_only_in_training():
     without_dropout = last(torch.relu(first(xs)))
     torch.testing.assert_close(clf.eval()(xs), without_dropout)
     assert not torch.allclose(clf.train()(xs), without_dropout)
+
+
+def test_masked_blstm_equals_packed_lstm_on_valid_frames():
+    """The unpacked BiLSTM gives what a packed torch BiLSTM with the same weights gives."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    from espnet_asrser.ser.masked_blstm import MaskedBLSTM
+
+    torch.manual_seed(0)
+    masked = MaskedBLSTM(5, 7, num_layers=2, dropout=0.0).eval()
+    packed = torch.nn.LSTM(5, 7, num_layers=2, bidirectional=True, batch_first=True).eval()
+    with torch.no_grad():
+        for layer in range(2):
+            for suffix, lstm in (("", masked.forward_lstms[layer]), ("_reverse", masked.backward_lstms[layer])):
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                    getattr(packed, f"{name}_l{layer}{suffix}").copy_(getattr(lstm, f"{name}_l0"))
+    xs = torch.randn(3, 9, 5)
+    lengths = torch.tensor([9, 4, 6])
+    expected, _ = pad_packed_sequence(
+        packed(pack_padded_sequence(xs, lengths, batch_first=True, enforce_sorted=False))[0],
+        batch_first=True,
+    )
+    got = masked(xs, lengths)
+    for b, n in enumerate(lengths.tolist()):
+        assert torch.allclose(got[b, :n], expected[b, :n], atol=1e-6)

@@ -195,3 +195,45 @@ def test_inference_cli_writes_kaldi_style_outputs(trained, tiny_data, tmp_path):
         probs = np.array(probs, dtype=float)
         assert abs(probs.sum() - 1) < 1e-4 and emotion[key] == classes[int(probs.argmax())]
     assert sorted(l.split()[0] for l in (out / "text").read_text().splitlines()) == sorted(keys)
+
+
+def test_pack_and_from_pretrained_round_trip(trained, tiny_data, tmp_path, monkeypatch):
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    from espnet_asrser.model_zoo import PackedModelError, pack_asrser_model
+
+    monkeypatch.setenv("ESPNET_ASRSER_CACHE", str(tmp_path / "cache"))
+    exp = trained["asrser"]
+    archive = pack_asrser_model(exp / "config.yaml", exp / "valid.acc_ser.best.pth",
+                                tmp_path / "packed" / "asrser.zip")
+    # The training outputs may move or vanish: the archive is self-contained.
+    files = ModelDownloader(cachedir=tmp_path / "zoo").unpack_local_file(str(archive))
+    assert set(files) == {"asrser_train_config", "asrser_model_file"}
+    config = yaml.safe_load(Path(files["asrser_train_config"]).read_text())
+    assert str(tmp_path / "zoo") in config["normalize_conf"]["stats_file"]
+    waves = load_waves(tiny_data, 2)
+    direct = Speech2Emotion(exp / "config.yaml", exp / "valid.acc_ser.best.pth")(waves)
+    packed = Speech2Emotion.from_pretrained(str(archive))(waves)
+    for a, b in zip(direct, packed):
+        assert a.label == b.label and a.transcript == b.transcript
+        assert np.allclose(list(a.posteriors.values()), list(b.posteriors.values()), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="pass its local path"):
+        Speech2Emotion.from_pretrained("espnet/some_zoo_model")
+
+
+def test_from_pretrained_names_a_missing_member(trained, tmp_path, monkeypatch):
+    import zipfile
+
+    from espnet_asrser.model_zoo import PackedModelError, pack_asrser_model
+
+    monkeypatch.setenv("ESPNET_ASRSER_CACHE", str(tmp_path / "cache"))
+    exp = trained["asrser"]
+    archive = pack_asrser_model(exp / "config.yaml", exp / "valid.acc_ser.best.pth",
+                                tmp_path / "asrser.zip")
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(broken, "w") as dst:
+        for item in src.infolist():
+            if not item.filename.endswith("feats_stats.npz"):
+                dst.writestr(item, src.read(item))
+    with pytest.raises(PackedModelError, match="feats_stats.npz"):
+        Speech2Emotion.from_pretrained(str(broken))

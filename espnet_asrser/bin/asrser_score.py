@@ -3,9 +3,12 @@
            --classes neu hap sad ang \\
            [--ref_text data/test/text --hyp_text exp/.../text] \\
            --output_json exp/.../scores.json [--output_md exp/.../scores.md]
+       python -m espnet_asrser.bin.asrser_score \\
+           --ref_text data/test/text --hyp_text exp/.../text --output_json exp/.../scores.json
 
 Score emotion predictions (WA, UA, per-class recall, confusion matrix) and, when
-transcripts are given, the ASR word error rate.
+transcripts are given, the ASR word error rate. With transcripts only (an ASR model's
+decoding), only the WER is scored: the emotion fields of the JSON are then null.
 
 Inputs are Kaldi-style ``<utt-id> <value>`` files: one label per emotion line, a
 whitespace-separated transcript per text line (an id alone is an empty transcript). Both
@@ -33,13 +36,13 @@ def get_parser() -> argparse.ArgumentParser:
         prog="asrser_score",
         description="Score emotion recognition (WA, UA, confusion matrix) and optionally WER.",
     )
-    parser.add_argument("--ref_emotion", required=True, help="reference utt2emo file")
-    parser.add_argument("--hyp_emotion", required=True, help="predicted utt2emo file")
+    parser.add_argument("--ref_emotion", help="reference utt2emo file (needs --hyp_emotion)")
+    parser.add_argument("--hyp_emotion", help="predicted utt2emo file (needs --ref_emotion)")
     parser.add_argument(
         "--classes",
         nargs="+",
-        required=True,
-        help="emotion labels, in the order of the confusion matrix rows and columns",
+        help="emotion labels, in the order of the confusion matrix rows and columns "
+        "(required with --ref_emotion)",
     )
     parser.add_argument("--ref_text", help="reference transcripts (needs --hyp_text)")
     parser.add_argument("--hyp_text", help="recognised transcripts (needs --ref_text)")
@@ -52,7 +55,20 @@ def _percent(rate: Optional[float]) -> str:
     return "n/a" if rate is None else f"{100 * rate:.2f}"
 
 
-def scores_to_json(ser: SERScores, wer: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+def scores_to_json(
+    ser: Optional[SERScores], wer: Optional[Dict[str, Any]], n: Optional[int] = None
+) -> Dict[str, Any]:
+    if ser is None:
+        # WER only: the same keys, so that readers need not tell the two kinds apart.
+        return {
+            "n": n,
+            "wa": None,
+            "ua": None,
+            "confusion_matrix": None,
+            "classes": None,
+            "per_class_recall": None,
+            "wer": wer,
+        }
     return {
         "n": ser.n,
         "wa": ser.wa,
@@ -62,6 +78,18 @@ def scores_to_json(ser: SERScores, wer: Optional[Dict[str, Any]]) -> Dict[str, A
         "per_class_recall": ser.per_class_recall,
         "wer": wer,
     }
+
+
+def wer_to_markdown(n: int, wer: Dict[str, Any]) -> str:
+    return "\n".join(
+        [
+            "| n | WER (%) | sub | ins | del | ref words |",
+            "|---|---|---|---|---|---|",
+            f"| {n} | {_percent(wer['wer'])} | {wer['sub']} | {wer['ins']} | {wer['del']}"
+            f" | {wer['ref_words']} |",
+            "",
+        ]
+    )
 
 
 def scores_to_markdown(ser: SERScores, wer: Optional[Dict[str, Any]]) -> str:
@@ -94,16 +122,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if (args.ref_text is None) != (args.hyp_text is None):
         parser.error("--ref_text and --hyp_text must be given together")
+    if (args.ref_emotion is None) != (args.hyp_emotion is None):
+        parser.error("--ref_emotion and --hyp_emotion must be given together")
+    if args.ref_emotion is None and args.ref_text is None:
+        parser.error("give --ref_emotion/--hyp_emotion, --ref_text/--hyp_text, or both")
+    if args.ref_emotion is not None and not args.classes:
+        parser.error("--ref_emotion needs --classes")
+    if args.ref_emotion is None and args.classes:
+        parser.error("--classes applies to emotion scoring; give --ref_emotion/--hyp_emotion")
 
     try:
-        ser = score_emotions(
-            read_kaldi_text(args.ref_emotion, allow_empty_value=False),
-            read_kaldi_text(args.hyp_emotion, allow_empty_value=False),
-            args.classes,
-        )
-        wer = None
+        ser = None
+        if args.ref_emotion is not None:
+            ser = score_emotions(
+                read_kaldi_text(args.ref_emotion, allow_empty_value=False),
+                read_kaldi_text(args.hyp_emotion, allow_empty_value=False),
+                args.classes,
+            )
+        wer = n_text = None
         if args.ref_text is not None:
-            wer = score_transcripts(read_kaldi_text(args.ref_text), read_kaldi_text(args.hyp_text))
+            ref_text = read_kaldi_text(args.ref_text)
+            wer = score_transcripts(ref_text, read_kaldi_text(args.hyp_text))
+            n_text = len(ref_text)
     except (OSError, ValueError) as e:
         # Input problems (unreadable or malformed files, mismatched ids, unknown labels)
         # are the user's to fix: a one-line message serves better than a traceback.
@@ -113,13 +153,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     output_json = Path(args.output_json)
     output_json.parent.mkdir(parents=True, exist_ok=True)
     output_json.write_text(
-        json.dumps(scores_to_json(ser, wer), indent=2) + "\n", encoding="utf-8"
+        json.dumps(scores_to_json(ser, wer, n_text), indent=2) + "\n", encoding="utf-8"
     )
     if args.output_md is not None:
         output_md = Path(args.output_md)
         output_md.parent.mkdir(parents=True, exist_ok=True)
-        output_md.write_text(scores_to_markdown(ser, wer), encoding="utf-8")
+        markdown = wer_to_markdown(n_text, wer) if ser is None else scores_to_markdown(ser, wer)
+        output_md.write_text(markdown, encoding="utf-8")
 
+    if ser is None:
+        print(
+            f"n={n_text} WER={_percent(wer['wer'])}% (sub {wer['sub']}, ins {wer['ins']}, "
+            f"del {wer['del']}, ref words {wer['ref_words']})"
+        )
+        return 0
     summary: List[str] = [
         f"n={ser.n} WA={_percent(ser.wa)}% UA={_percent(ser.ua)}%"
         + ("" if wer is None else f" WER={_percent(wer['wer'])}%")

@@ -5,6 +5,7 @@ After :func:`register_asr_components`, ESPnet's unmodified ``ASRTask`` (and so
 
 * ``frontend: logmel``    -> :class:`espnet_asrser.asr.frontend.LogMelFrontend`
 * ``preencoder: stack``   -> :class:`espnet_asrser.asr.stack.StackPreEncoder`
+* ``encoder: blstm``      -> :class:`espnet_asrser.asr.blstm_encoder.BLSTMEncoder`
 * ``decoder: a2w``        -> :class:`espnet_asrser.asr.a2w_decoder.A2WDecoder`
 
 This adds entries to ESPnet's registries and changes none of its behaviour. It runs when
@@ -15,12 +16,14 @@ decodes with ESPnet's own ``Speech2Text`` in any process that has imported it to
 from espnet2.tasks import asr as espnet_asr_task
 
 from espnet_asrser.asr.a2w_decoder import A2WDecoder
+from espnet_asrser.asr.blstm_encoder import BLSTMEncoder
 from espnet_asrser.asr.frontend import LogMelFrontend
 from espnet_asrser.asr.stack import StackPreEncoder
 
 ASR_COMPONENTS = {
     espnet_asr_task.frontend_choices: {"logmel": LogMelFrontend},
     espnet_asr_task.preencoder_choices: {"stack": StackPreEncoder},
+    espnet_asr_task.encoder_choices: {"blstm": BLSTMEncoder},
     espnet_asr_task.decoder_choices: {"a2w": A2WDecoder},
 }
 

@@ -11,16 +11,25 @@ needs root or a system package. eSpeak NG keeps global state (one voice, one
 parameter set, one callback per process), so ``ESpeak`` is a per-process
 singleton: create it once in each worker process.
 
-eSpeak NG's ``breath`` and ``roughness`` voice attributes (used by the female
-variants) draw from the C library's pseudo-random generator. We reseed it before
-every utterance, so the waveform is a pure function of (text, voice, parameters):
-the same call gives the same samples whichever worker runs it and in whichever
-order, which is what makes the mini corpora byte-reproducible under multiprocessing.
+Reproducibility. Two things make eSpeak NG's output vary between identical calls:
+
+* random numbers: the breath noise of some voice variants (``breath`` in f2, f3, f5)
+  comes from the C library's ``rand()``. ``synth`` reseeds it, and eSpeak's own
+  generator, before every utterance;
+* state kept by the wave generator from one utterance to the next (the phase of its
+  pitch "flutter", its automatic gain control, a cycle counter), which no API resets,
+  not even ``espeak_Terminate`` followed by ``espeak_Initialize``: the same sentence
+  synthesised twice in a row comes out up to a few hundred samples longer or shorter.
+
+So the output is a deterministic function of the *sequence* of calls made since the
+library was loaded. Reproducible corpora therefore synthesise each batch of
+utterances in a fresh process, in a fixed order (see ``make_mini_corpora.py``).
 """
 
 from __future__ import annotations
 
 import ctypes
+import ctypes.util
 import os
 from typing import List, Optional
 
@@ -71,8 +80,7 @@ class ESpeak:
             raise RuntimeError("ESpeak is a per-process singleton; reuse the instance")
         self._lib = ctypes.CDLL(library_path)
         self._declare_signatures()
-        # espeak-ng expects the directory that *contains* espeak-ng-data or the data
-        # directory itself; passing the data directory works for both layouts.
+        # Returns the native sample rate (22050 Hz for the bundled voices), or -1.
         rate = self._lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path.encode(), 0
         )
@@ -107,6 +115,9 @@ class ESpeak:
         lib.espeak_Synchronize.restype = ctypes.c_int
         lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         lib.espeak_ng_SetRandSeed.restype = None
+        self._libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        self._libc.srand.argtypes = [ctypes.c_uint]
+        self._libc.srand.restype = None
 
     def _on_samples(self, wav, numsamples: int, events) -> int:  # noqa: ANN001
         if numsamples > 0 and wav:
@@ -146,7 +157,9 @@ class ESpeak:
             (_ESPEAK_VOLUME, volume), (_ESPEAK_WORDGAP, word_gap),
         ):
             self._check(self._lib.espeak_SetParameter(parameter, int(value), 0), "parameter")
+        # Same noise for the same call (see the module docstring for what remains).
         self._lib.espeak_ng_SetRandSeed(0)
+        self._libc.srand(0)
         self._chunks = []
         data = text.encode("utf-8") + b"\0"
         self._check(

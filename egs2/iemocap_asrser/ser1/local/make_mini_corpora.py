@@ -39,7 +39,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -342,9 +342,15 @@ LIBRI_TEMPLATES: Tuple[str, ...] = (
     "{name} and {name} {at_past} at the {place_adj} {place}",
     "the {person} {vp_past} and {vp_past}",
     "in the {season} {pron} {to_past} to the {place} with {poss} {person}",
+    "{name} asked the {person} to {vp_base}",
+    "{pron} did not know where the {thing} was",
+    "{name} wanted to know who took the {portable}",
+    "we think that the {person} will {vp_base} {future_when}",
+    "the {person} called {name} a {ang_noun} and a fool",
+    "{name} wrote the {neu_id} on the {neu_doc} at the {neu_place}",
 )
 #: Share of mini-LibriSpeech sentences that quote a conversational sentence.
-LIBRI_QUOTE_PROB = 0.4
+LIBRI_QUOTE_PROB = 0.45
 
 P_FILLER = 0.25  # a conversational sentence opens with "Yeah, ", "Um, ", ...
 P_EXCLAIM = 0.3  # a statement ends in "!" instead of "."
@@ -423,8 +429,10 @@ def conversational_sentence(
 def narrative_sentence(rng: np.random.Generator) -> str:
     """A mini-LibriSpeech sentence, lower case with punctuation (as eSpeak reads it)."""
     if rng.random() < LIBRI_QUOTE_PROB:
-        # Any cue, in proportion to the templates: a novel's dialogue, read neutrally.
-        cue = ("none", "hap", "sad", "ang", "neu")[rng.integers(5)]
+        # A novel's dialogue, read neutrally; every conversational template equally
+        # often, so that each of their words is seen in training.
+        counts = np.array([len(IEMOCAP_TEMPLATES[c]) for c in CUES])
+        cue = CUES[rng.choice(len(CUES), p=counts / counts.sum())]
         quote = conversational_sentence(cue, rng, allow_iemocap_only=False)
         first = quote.split()[0]
         if not (first in NAMES or first == "I" or first.startswith("I'")):
@@ -450,6 +458,8 @@ def _template_vocabulary(
             entries = fixed[slot] if slot in fixed else _slot_entries(slot, narrative)
         for entry in entries:
             words.update(_words(entry))
+    if "A" in words:
+        words.add("AN")  # the article rule may turn any "a" into "an"
     return words
 
 
@@ -538,7 +548,7 @@ SPEAKER_SD = (4.0, 6.0, 0.05, 2.0)
 #: Population mean of the speakers' baselines (conversational, a little fast).
 IEMOCAP_BASELINE = (50.0, 50.0, math.log(180.0), 0.0)
 
-#: Mini-LibriSpeech: read, neutral, slower, less varied, louder relative to the noise.
+#: Mini-LibriSpeech: read, neutral, slower and less varied than the conversations.
 LIBRI_BASELINE = (50.0, 45.0, math.log(160.0), 0.0)
 LIBRI_SPEAKER_SD = (5.0, 6.0, 0.06, 1.5)
 LIBRI_UTTERANCE_SD = (3.0, 5.0, 0.04, 1.0)
@@ -573,7 +583,7 @@ LIBRI_ACCENTS = (("en-us", 0.6), ("en", 0.15), ("en-gb-x-rp", 0.1),
                  ("en-gb-scotland", 0.05), ("en-029", 0.05), ("en-us-nyc", 0.05))
 
 ESPEAK_VOLUME = 60  # low enough that eSpeak's automatic gain control never engages
-REFERENCE_RMS = 0.05  # -26 dBFS: a speaker's neutral level at 0 dB loudness
+REFERENCE_RMS = 0.04  # -28 dBFS: a speaker's neutral level at 0 dB loudness
 CALIBRATION_TEXT = "the quick brown fox jumps over the lazy dog near the river bank"
 
 
@@ -695,6 +705,7 @@ def _spoken(transcript: str) -> str:
 
 
 def sample_label_shift(label: str, rng: np.random.Generator) -> np.ndarray:
+    """The prosodic shift of one utterance of this label from its speaker's baseline."""
     if label == "xxx":  # annotators disagreed: a blend, half way to some class
         return 0.5 * np.array(PROSODY_SHIFT[CLASSES[rng.integers(len(CLASSES))]])
     return np.array(PROSODY_SHIFT[label])
@@ -727,7 +738,8 @@ def _decorate(text: str, rng: np.random.Generator) -> str:
 
 def design_iemocap(seed: int, size: SizeConfig, root: Path) -> List[Shard]:
     """Plan mini-IEMOCAP: 5 sessions, one female and one male actor each."""
-    marginal_cue = {c: sum(LABEL_PROBS[l] * CUE_PROBS[l][c] for l in LABEL_PROBS) for c in CUES}
+    marginal_cue = {c: sum(p * CUE_PROBS[label][c] for label, p in LABEL_PROBS.items())
+                    for c in CUES}
     order = {g: rng_for(seed, "iemocap-voices", g).permutation(5) for g in "FM"}
     shards = []
     for session in range(1, 6):
@@ -738,6 +750,8 @@ def design_iemocap(seed: int, size: SizeConfig, root: Path) -> List[Shard]:
             variant = IEMOCAP_VOICES[g][order[g][session - 1]]
             speakers[g] = Speaker(f"Ses{session:02d}_{g}", g, f"en-us+{variant}",
                                   tuple(float(v) for v in base))
+        # One room per session (both actors, all dialogs); the impulse response is
+        # drawn anew per dialog, as the actors' places change between recordings.
         rng = rng_for(seed, "iemocap-room", session)
         room = Channel(rt60=float(rng.uniform(0.25, 0.45)), drr_db=float(rng.uniform(3, 8)),
                        snr_db=float(rng.uniform(15, 22)),
@@ -761,7 +775,8 @@ def design_iemocap(seed: int, size: SizeConfig, root: Path) -> List[Shard]:
                     gender = gender if script_rng.random() < 0.2 else "MF"[gender == "M"]
                 turns = []
                 for gender, cue, text in lines:
-                    posterior = {l: LABEL_PROBS[l] * CUE_PROBS[l][cue] for l in LABEL_PROBS}
+                    posterior = {label: p * CUE_PROBS[label][cue]
+                                 for label, p in LABEL_PROBS.items()}
                     turns.append((gender, _choice(rng, posterior), cue, text))
             else:
                 turns = []
@@ -909,9 +924,10 @@ def synthesise_shard(shard: Shard) -> Dict[str, object]:
                                     channel, rirs[plan.dialog], rng)
             clipped += n_clipped
             # Dialog time line: turns follow each other with pauses, as in a session.
-            start = clock.get(plan.dialog, float(rng.uniform(1.0, 4.0)))
+            pause = float(rng.uniform(0.3, 1.5))
+            start = clock.get(plan.dialog, 1.0 + 2.0 * pause)
             end = start + len(pcm) / SAMPLE_RATE
-            clock[plan.dialog] = end + float(rng.uniform(0.3, 1.5))
+            clock[plan.dialog] = end + pause
             times[plan.utt_id] = (round(start, 4), round(end, 4))
             durations[plan.utt_id] = len(pcm) / SAMPLE_RATE
             utterances.append(IemocapUtterance(
@@ -1021,7 +1037,8 @@ def population_oracle(n: int = 400_000, mc_seed: int = 2020) -> Dict[str, object
     # The words-only oracle in closed form: per cue, the MAP class' share of P(cue).
     joint = class_prior()[:, None] * cue_table
     table["words"]["wa_exact"] = round(float(joint.max(axis=0).sum()), 4)
-    return {"n_samples": n, "standard_error": round(0.5 / math.sqrt(n), 4), **table}
+    # 0.5/sqrt(n) bounds the Monte-Carlo standard error of any accuracy.
+    return {"n_samples": n, "max_standard_error": round(0.5 / math.sqrt(n), 4), **table}
 
 
 def realised_oracle(plans: List[IemocapPlan]) -> Dict[str, object]:
@@ -1159,8 +1176,8 @@ _OUTPUTS = ("IEMOCAP_full_release", "LibriSpeech", "oracle.json", "iemocap_desig
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[1], formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(  # the docstring after its "Usage:" line
+        description=__doc__.split("\n", 2)[2], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--out", type=Path, required=True,
                         help="directory to hold IEMOCAP_full_release/ and LibriSpeech/")
     parser.add_argument("--size", choices=sorted(SIZES), default="default",

@@ -1,0 +1,767 @@
+#!/usr/bin/env bash
+# Usage: ./asrser.sh [options]     (normally through ./run.sh, which sets the defaults)
+#
+# IEMOCAP four-class speech emotion recognition combined with acoustic-to-word (A2W) ASR,
+# after Feng, Ueno and Kawahara (Interspeech 2020). Every stage can run alone; a stage
+# whose outputs are up to date with its inputs does nothing.
+#   1  IEMOCAP data directories and folds        data/iemocap_all, data/iemocap_fold<k>_*
+#   2  LibriSpeech data directories              data/train_960 (or train_libri), ...
+#   3  40-dim log-mel features                   dump/fbank/<set>
+#   4  word token list, IEMOCAP OOV rate         data/token_list/word
+#   5  ASR normalisation statistics and shapes   exp/asr_stats_<train set>
+#   6  A2W ASR pre-training                      exp/asr_<asr config>
+#   7  ASR decoding and WER: LibriSpeech test sets, IEMOCAP zero-shot
+#   8  SER statistics and shapes, per fold       exp/ser_stats_fold<k>
+#   9  SER baselines per fold: audio, text, combined       exp/ser_fold<k>_<config>
+#  10  ASR-SER joint fine-tuning per fold                  exp/ser_fold<k>_<config>
+#  11  inference and scoring per fold and pooled           exp/ser_results
+#  12  RESULTS.md and packed models                        RESULTS.md, exp/packed
+#
+# Options (--name value; "-" and "_" are the same in names: --stop-stage = --stop_stage):
+#   --stage N --stop_stage N     first and last stage to run (1, 12)
+#   --ngpu N                     GPUs per training job; decoding uses one if N > 0 (0)
+#   --nj N                       parallel jobs for dumping, decoding and inference (4)
+#   --train_jobs N               trainings run side by side (folds are independent) (1)
+#   --folds "1 2 3 4 5"          cross-validation folds to train and score
+#   --subset all|improvised --protocol speaker_independent|speaker_dependent
+#   --exc merge|drop --max_dur 20          IEMOCAP selection (local/prepare_iemocap.py)
+#   --emotion_classes "ang hap neu sad"    label set, in output order
+#   --mini_size default|tiny     size of the generated corpora when db.sh is empty
+#   --libri_valid_set dev_clean  --libri_test_sets "test_clean test_other"
+#   --word_vocab_size N          entries of the word token list (see run.sh)
+#   --conf_dir DIR               where the configs are looked for (conf; conf/mini when
+#                                the generated mini corpora are used)
+#   --asr_config --decode_config --audio_config --text_config --combined_config
+#   --asrser_config FILE         one config each (default <conf_dir>/train_a2w.yaml,
+#                                decode_asr.yaml, train_audio.yaml, ...)
+#   --asr_args --ser_args --decode_args "..."  extra options for ESPnet's trainers and
+#                                decoders; they become part of the experiment names
+#   --asr_model valid.acc.ave.pth --ser_model valid.acc_ser.best.pth   checkpoints used
+#   --pretrained_asr_config FILE --pretrained_asr_model FILE   a trained ESPnet A2W
+#                                model (word units, logmel frontend) instead of stages 5-6
+#   --pretrained_asr NAME        reserved for model-zoo names; not supported yet
+
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+die() {
+    log "ERROR: $*" >&2
+    exit 1
+}
+SECONDS=0
+help_message=$(awk 'NR > 1 && /^#/ {sub(/^# ?/, ""); print; next} NR > 1 {exit}' "$0")
+
+stage=1
+stop_stage=12
+ngpu=0
+nj=4
+train_jobs=1
+folds="1 2 3 4 5"
+subset=all
+protocol=speaker_independent
+exc=merge
+max_dur=20
+emotion_classes="ang hap neu sad"
+mini_size=default
+libri_valid_set=dev_clean
+libri_test_sets="test_clean test_other"
+word_vocab_size=47465
+conf_dir=
+asr_config=
+decode_config=
+audio_config=
+text_config=
+combined_config=
+asrser_config=
+asr_args=
+ser_args=
+decode_args=
+asr_model=valid.acc.ave.pth
+ser_model=valid.acc_ser.best.pth
+pretrained_asr=
+pretrained_asr_config=
+pretrained_asr_model=
+
+. local/parse_options.sh
+[ $# -eq 0 ] || die "unexpected argument '$1' (options are --name value; see --help)"
+. ./path.sh
+. ./cmd.sh
+. ./db.sh
+
+# ------------------------------------------------------------------ settings and names
+use_mini=false
+if [ -z "${IEMOCAP}" ] && [ -z "${LIBRISPEECH}" ]; then
+    use_mini=true
+    mini_dir=corpora/mini/${mini_size}
+    IEMOCAP=${PWD}/${mini_dir}/IEMOCAP_full_release
+    LIBRISPEECH=${PWD}/${mini_dir}/LibriSpeech
+    log "IEMOCAP and LIBRISPEECH are empty in db.sh: using the synthetic mini corpora" \
+        "(--mini_size ${mini_size}) in ${mini_dir}, made by local/make_mini_corpora.py." \
+        "Their numbers test the recipe, not the paper's claims on real speech."
+fi
+conf_dir=${conf_dir:-$(${use_mini} && echo conf/mini || echo conf)}
+# Generated corpora, ours or given in db.sh, leave oracle.json beside IEMOCAP_full_release;
+# RESULTS.md then says that its numbers are not about real speech.
+synthetic=false
+[ ! -f "$(dirname "${IEMOCAP:-.}")/oracle.json" ] || synthetic=true
+asr_config=${asr_config:-${conf_dir}/train_a2w.yaml}
+decode_config=${decode_config:-${conf_dir}/decode_asr.yaml}
+audio_config=${audio_config:-${conf_dir}/train_audio.yaml}
+text_config=${text_config:-${conf_dir}/train_text.yaml}
+combined_config=${combined_config:-${conf_dir}/train_combined.yaml}
+asrser_config=${asrser_config:-${conf_dir}/train_asrser.yaml}
+for f in "${asr_config}" "${decode_config}" "${audio_config}" "${text_config}" \
+    "${combined_config}" "${asrser_config}"; do
+    [ -f "${f}" ] || die "config ${f} does not exist"
+done
+[ -z "${pretrained_asr}" ] || die "--pretrained_asr ${pretrained_asr}: model names" \
+    "are not supported yet; give an ESPnet A2W model as --pretrained_asr_config" \
+    "<its config.yaml> --pretrained_asr_model <its .pth>"
+if [ -n "${pretrained_asr_config}${pretrained_asr_model}" ]; then
+    [ -f "${pretrained_asr_config}" ] && [ -f "${pretrained_asr_model}" ] ||
+        die "--pretrained_asr_config and --pretrained_asr_model must both name files"
+fi
+[ "${nj}" -ge 1 ] && [ "${train_jobs}" -ge 1 ] || die "--nj and --train_jobs must be >= 1"
+for k in ${folds}; do
+    [[ ${k} =~ ^[1-5]$ ]] || die "--folds takes fold numbers 1 to 5, got '${k}'"
+done
+
+# Experiment names come from the config path below conf/ and the extra arguments, so
+# conf/mini/train_a2w.yaml with --asr_args "--max_epoch 3" trains exp/asr_mini_train_a2w_max_epoch3.
+config_tag() {
+    local tag=${1#conf/}
+    tag=${tag%.yaml}
+    tag=${tag//\//_}
+    echo "${tag}$(echo "$2" | sed -e 's/--/_/g' -e 's/[ =\/]//g')"
+}
+# The IEMOCAP selection names the data and the SER experiments, so that other settings
+# never overwrite the default one: data/iemocap_improvised_fold1_train, exp/ser_improvised_...
+setting=
+[ "${subset}" = all ] || setting+="_${subset}"
+[ "${protocol}" = speaker_independent ] || setting+="_${protocol}"
+[ "${exc}" = merge ] || setting+="_exc${exc}"
+[ "${max_dur}" = 20 ] || setting+="_maxdur${max_dur}"
+iemocap=iemocap${setting}
+ser_prefix=exp/ser${setting}
+results_dir=${ser_prefix}_results
+token_dir=data/token_list/word
+token_list=${token_dir}/tokens.txt
+ngpu_decode=$((ngpu > 0 ? 1 : 0))
+
+# The LibriSpeech training set is train_960 when the three training subsets are there,
+# train_libri otherwise (local/prepare_librispeech.py records which).
+libri_train_set() {
+    python -c 'import json, sys; print(json.load(open(sys.argv[1]))["train_set"] or "")' \
+        data/.librispeech.done 2>/dev/null || true
+}
+libri_sets() {
+    local s
+    for s in $(libri_train_set) ${libri_valid_set} ${libri_test_sets}; do
+        [ ! -d "data/${s}" ] || echo "${s}"
+    done
+}
+
+if [ -n "${pretrained_asr_config}" ]; then
+    asr_train_config=${pretrained_asr_config}
+    asr_model_file=${pretrained_asr_model}
+    asr_exp=exp/asr_pretrained_$(basename "$(dirname "$(realpath "${pretrained_asr_model}")")")
+else
+    asr_exp=exp/asr_$(config_tag "${asr_config}" "${asr_args}")
+    asr_train_config=${asr_exp}/config.yaml
+    asr_model_file=${asr_exp}/${asr_model}
+fi
+asr_decode_dir=${asr_exp}/decode_$(config_tag "${decode_config}" "${decode_args}")_${asr_model_file##*/}
+asr_decode_dir=${asr_decode_dir%.pth}
+
+declare -A ser_config=([audio]=${audio_config} [text]=${text_config}
+    [combined]=${combined_config} [asrser]=${asrser_config})
+ser_exp() { # ser_exp MODE FOLD
+    echo "${ser_prefix}_fold${2}_$(config_tag "${ser_config[$1]}" "${ser_args}")"
+}
+
+# ------------------------------------------------------------------ step bookkeeping
+# A step's .done marker holds a fingerprint of its inputs (command line and file
+# contents); the step is skipped while the fingerprint is unchanged.
+# Files are recognised in the words themselves, before a comma (ESPnet's
+# path,name,type) or a colon (path::asr) and after an equals sign (stats_file=path).
+fingerprint() { # fingerprint WORDS...: the words, then the md5 sums of the files they name
+    local w f
+    echo "$*"
+    for w in "$@"; do
+        for f in "${w}" "${w%%,*}" "${w%%:*}" "${w#*=}"; do
+            [ ! -f "${f}" ] || md5sum "${f}"
+        done
+    done | awk '!seen[$0]++'
+}
+is_done() { [ -f "$1/.done" ] && [ "$(cat "$1/.done")" = "$2" ]; }
+mark_done() {
+    mkdir -p "$1"
+    printf '%s\n' "$2" >"$1/.done"
+}
+# A training directory with another fingerprint holds a model of other settings; it is
+# never overwritten silently.
+check_exp() {
+    if [ -f "$1/.done" ] && [ "$(cat "$1/.done")" != "$2" ]; then
+        die "$1 holds a model trained with other settings (see $1/.done); remove it, or" \
+            "give the new settings another config name"
+    fi
+}
+
+# Background jobs: "launch [--done DIR SIG] LOG CMD..." starts CMD with run_cmd
+# (cmd.sh), keeping at most ${max_jobs} running; "wait_launched WHAT" waits for them all,
+# logging progress, writes DIR/.done for those that succeeded, and stops the recipe
+# naming the logs of failed jobs.
+launched_pids=()
+launched_logs=()
+launched_done=()
+launched_sigs=()
+max_jobs=1
+launch() {
+    local done_dir="" done_sig=""
+    if [ "$1" = --done ]; then
+        done_dir=$2
+        done_sig=$3
+        shift 3
+    fi
+    local log_file=$1
+    shift
+    while [ "$(jobs -rp | wc -l)" -ge "${max_jobs}" ]; do
+        wait -n || true
+    done
+    run_cmd "${log_file}" "$@" &
+    launched_pids+=("$!")
+    launched_logs+=("${log_file}")
+    launched_done+=("${done_dir}")
+    launched_sigs+=("${done_sig}")
+}
+wait_launched() {
+    local i n=${#launched_pids[@]} failed=()
+    for i in "${!launched_pids[@]}"; do
+        if wait "${launched_pids[i]}"; then
+            [ -z "${launched_done[i]}" ] || mark_done "${launched_done[i]}" "${launched_sigs[i]}"
+            log "$1: $((i + 1 - ${#failed[@]}))/${n} jobs done"
+        else
+            failed+=("${launched_logs[i]}")
+            log "$1: job failed, see ${launched_logs[i]}:" >&2
+            tail -n 15 "${launched_logs[i]}" >&2
+        fi
+    done
+    launched_pids=()
+    launched_logs=()
+    launched_done=()
+    launched_sigs=()
+    [ ${#failed[@]} -eq 0 ] || die "$1: ${#failed[@]} of ${n} jobs failed: ${failed[*]}"
+}
+stage_start=0
+begin_stage() {
+    stage_start=${SECONDS}
+    log "Stage $*"
+}
+end_stage() { log "Stage $1 finished [elapsed=$((SECONDS - stage_start))s]"; }
+need_corpus() { # need_corpus VAR: stop with a sentence naming the db.sh variable
+    [ -n "${!1}" ] || die "$1 is not set: write the corpus location into $1= in db.sh" \
+        "or export $1=/path/to/it (leave both IEMOCAP and LIBRISPEECH empty to use" \
+        "the generated mini corpora)"
+    [ -d "${!1}" ] || die "$1=${!1} (db.sh) is not a directory"
+}
+make_mini_corpora() {
+    ${use_mini} || return 0
+    python local/make_mini_corpora.py --out "${mini_dir}" --size "${mini_size}" --nj "${nj}"
+}
+
+# ------------------------------------------------------------------ stages
+if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
+    begin_stage "1: IEMOCAP data directories and cross-validation folds (data/${iemocap}_*)"
+    make_mini_corpora
+    need_corpus IEMOCAP
+    # Counts per class, per drop reason and per fold are logged; the script is
+    # idempotent itself and also normalises the transcripts to the word convention.
+    python local/prepare_iemocap.py --iemocap "${IEMOCAP}" --out data --name "${iemocap}" \
+        --subset "${subset}" --protocol "${protocol}" --exc "${exc}" --max_dur "${max_dur}"
+    end_stage 1
+fi
+
+if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
+    begin_stage "2: LibriSpeech data directories"
+    make_mini_corpora
+    if [ -z "${LIBRISPEECH}" ] && [ -n "${pretrained_asr_config}" ]; then
+        log "LIBRISPEECH is empty and the ASR model is given: no LibriSpeech test WER"
+    else
+        need_corpus LIBRISPEECH
+        python local/prepare_librispeech.py --librispeech "${LIBRISPEECH}" --out data \
+            --nj "${nj}"
+    fi
+    end_stage 2
+fi
+
+if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
+    begin_stage "3: 40-dim log-mel features (dump/fbank)"
+    # Only the features are stored. The ASR model stacks 3 frames itself (preencoder:
+    # stack), the SER model cuts its acoustic input at 7.5 s (max_audio_frames: 750) and
+    # masks the padding, and both normalise with statistics of their own training data
+    # (stages 5 and 8), so one dump serves every model and every fold.
+    # The jobs of all sets run in one pool, then each set's outputs are joined.
+    max_jobs=${nj}
+    declare -A dump_jobs dump_sigs
+    for set in ${iemocap}_all $(libri_sets); do
+        out=dump/fbank/${set}
+        sig=$(fingerprint logmel40 data/${set}/*)
+        if is_done "${out}" "${sig}"; then
+            log "${out} is up to date"
+            continue
+        fi
+        rm -rf "${out}"
+        n=$(wc -l <"data/${set}/wav.scp")
+        dump_jobs[${set}]=$((n < nj ? n : nj))
+        dump_sigs[${set}]=${sig}
+        log "dumping ${set}: ${n} utterances in ${dump_jobs[${set}]} jobs (logs in ${out}/log)"
+        for j in $(seq "${dump_jobs[${set}]}"); do
+            launch "${out}/log/dump.${j}.log" python local/dump_feats.py compute \
+                --data "data/${set}" --out "${out}" --nj "${dump_jobs[${set}]}" --job "${j}"
+        done
+    done
+    wait_launched "feature dumping"
+    for set in "${!dump_jobs[@]}"; do
+        python local/dump_feats.py merge --data "data/${set}" --out "dump/fbank/${set}" \
+            --nj "${dump_jobs[${set}]}"
+        mark_done "dump/fbank/${set}" "${dump_sigs[${set}]}"
+    done
+    # The folds' utterances are those of iemocap_all: their dump directories point into
+    # the same ark files.
+    for k in 1 2 3 4 5; do
+        for part in train valid test; do
+            set=${iemocap}_fold${k}_${part}
+            out=dump/fbank/${set}
+            sig=$(fingerprint logmel40 data/${set}/* dump/fbank/${iemocap}_all/feats.scp)
+            is_done "${out}" "${sig}" && continue
+            python local/dump_feats.py subset --src "dump/fbank/${iemocap}_all" \
+                --data "data/${set}" --out "${out}"
+            mark_done "${out}" "${sig}"
+        done
+    done
+    end_stage 3
+fi
+
+if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
+    begin_stage "4: word token list (${token_dir}) and IEMOCAP OOV rate"
+    if [ -n "${pretrained_asr_config}" ]; then
+        # Fine-tuning keeps the pretrained output layer, so its word list is the list.
+        source_args=(--from_config "${pretrained_asr_config}")
+    else
+        train_set=$(libri_train_set)
+        [ -n "${train_set}" ] || die "no LibriSpeech training set in data/: run stage 2"
+        source_args=(--train_text "dump/fbank/${train_set}/text" --vocab_size "${word_vocab_size}")
+    fi
+    sig=$(fingerprint "${source_args[@]}" "dump/fbank/${iemocap}_all/text")
+    if is_done "${token_dir}" "${sig}"; then
+        log "${token_list} is up to date"
+        cat "${token_dir}/oov_rate.txt"
+    else
+        python local/make_token_list.py "${source_args[@]}" \
+            --oov_text "dump/fbank/${iemocap}_all/text" --out "${token_dir}"
+        mark_done "${token_dir}" "${sig}"
+    fi
+    end_stage 4
+fi
+
+# Data options of ESPnet's trainers, for the training and the validation set.
+# Each FILE,NAME,TYPE names a file of the dump directories (text,text,text).
+data_args() { # data_args TRAIN_SET VALID_SET STATS_DIR FILE,NAME,TYPE...
+    local train=$1 valid=$2 stats=$3 spec
+    shift 3
+    echo "--train_data_path_and_name_and_type dump/fbank/${train}/feats.scp,speech,kaldi_ark"
+    echo "--valid_data_path_and_name_and_type dump/fbank/${valid}/feats.scp,speech,kaldi_ark"
+    for spec in "$@"; do
+        echo "--train_data_path_and_name_and_type dump/fbank/${train}/${spec}"
+        echo "--valid_data_path_and_name_and_type dump/fbank/${valid}/${spec}"
+    done
+    if [ -n "${stats}" ]; then
+        echo "--train_shape_file ${stats}/train/speech_shape"
+        echo "--valid_shape_file ${stats}/valid/speech_shape"
+        echo "--normalize global_mvn --normalize_conf stats_file=${stats}/train/feats_stats.npz"
+    else
+        # Collecting statistics: any file listing the keys serves as shape file.
+        echo "--train_shape_file dump/fbank/${train}/feats.scp"
+        echo "--valid_shape_file dump/fbank/${valid}/feats.scp"
+        echo "--normalize none"
+    fi
+}
+
+if [ -z "${pretrained_asr_config}" ]; then
+    asr_train_set=$(libri_train_set)
+    asr_stats=exp/asr_stats_${asr_train_set}
+fi
+if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
+    begin_stage "5: ASR normalisation statistics and shapes"
+    if [ -n "${pretrained_asr_config}" ]; then
+        log "skipped: the ASR model is given (--pretrained_asr_config)"
+    else
+        [ -n "${asr_train_set}" ] || die "no LibriSpeech training set in data/: run stage 2"
+        # shellcheck disable=SC2046,SC2086  # word splitting of option lists is intended
+        args=(--collect_stats true --config "${asr_config}" --token_type word
+            --token_list "${token_list}" --output_dir "${asr_stats}"
+            $(data_args "${asr_train_set}" "${libri_valid_set}" "" text,text,text) ${asr_args})
+        sig=$(fingerprint "${args[@]}")
+        if is_done "${asr_stats}" "${sig}"; then
+            log "${asr_stats} is up to date"
+        else
+            run_cmd "${asr_stats}/log/stats.log" python -m espnet_asrser.bin.asr_train "${args[@]}" ||
+                die "collecting ASR statistics failed; see ${asr_stats}/log/stats.log"
+            mark_done "${asr_stats}" "${sig}"
+        fi
+    fi
+    end_stage 5
+fi
+
+if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
+    begin_stage "6: A2W ASR pre-training (${asr_exp})"
+    if [ -n "${pretrained_asr_config}" ]; then
+        log "skipped: the ASR model is given (--pretrained_asr_config)"
+    else
+        # shellcheck disable=SC2046,SC2086
+        args=(--config "${asr_config}" --token_type word --token_list "${token_list}"
+            --ngpu "${ngpu}" --resume true --output_dir "${asr_exp}"
+            $(data_args "${asr_train_set}" "${libri_valid_set}" "${asr_stats}" text,text,text)
+            ${asr_args})
+        sig=$(fingerprint "${args[@]}" "${asr_stats}/train/feats_stats.npz")
+        check_exp "${asr_exp}" "${sig}"
+        if is_done "${asr_exp}" "${sig}"; then
+            log "${asr_exp} is trained"
+        else
+            log "training; follow it in ${asr_exp}/train.log"
+            run_cmd "${asr_exp}/train.log" --gpu "${ngpu}" \
+                python -m espnet_asrser.bin.asr_train "${args[@]}" ||
+                die "A2W training failed; see ${asr_exp}/train.log"
+            [ -f "${asr_model_file}" ] || die "training ended without ${asr_model_file}"
+            mark_done "${asr_exp}" "${sig}"
+        fi
+    fi
+    end_stage 6
+fi
+
+if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
+    begin_stage "7: ASR decoding and WER (${asr_decode_dir})"
+    [ -f "${asr_model_file}" ] || die "no ASR model ${asr_model_file}: run stage 6"
+    max_jobs=${nj}
+    decode_sets=()
+    for set in ${libri_test_sets} ${iemocap}_all; do
+        [ ! -d "dump/fbank/${set}" ] || decode_sets+=("${set}")
+    done
+    # The jobs of all sets run in one pool; then each set's outputs are joined and scored.
+    pending_sets=()
+    for set in "${decode_sets[@]}"; do
+        dir=${asr_decode_dir}/${set}
+        # shellcheck disable=SC2086
+        args=(--config "${decode_config}" --asr_train_config "${asr_train_config}"
+            --asr_model_file "${asr_model_file}" --batch_size 1 --ngpu "${ngpu_decode}"
+            --data_path_and_name_and_type "dump/fbank/${set}/feats.scp,speech,kaldi_ark"
+            ${decode_args})
+        sig=$(fingerprint "${args[@]}" "dump/fbank/${set}/text")
+        is_done "${dir}" "${sig}" && continue
+        rm -rf "${dir}"
+        mkdir -p "${dir}/logdir"
+        printf '%s\n' "${sig}" >"${dir}/.pending"
+        pending_sets+=("${set}")
+        n=$(wc -l <"dump/fbank/${set}/feats.scp")
+        jobs_here=$((n < nj ? n : nj))
+        # Round-robin split: long and short utterances spread evenly over the jobs.
+        awk -v n="${jobs_here}" -v d="${dir}/logdir" \
+            '{print $1 > (d "/keys." ((NR - 1) % n + 1))}' "dump/fbank/${set}/feats.scp"
+        log "decoding ${set}: ${n} utterances in ${jobs_here} jobs (logs in ${dir}/logdir)"
+        for j in $(seq "${jobs_here}"); do
+            launch "${dir}/logdir/decode.${j}.log" --gpu "${ngpu_decode}" \
+                python -m espnet_asrser.bin.asr_inference "${args[@]}" \
+                --key_file "${dir}/logdir/keys.${j}" --output_dir "${dir}/logdir/output.${j}"
+        done
+    done
+    wait_launched "decoding"
+    for set in "${pending_sets[@]}"; do
+        dir=${asr_decode_dir}/${set}
+        cat "${dir}"/logdir/output.*/1best_recog/text | LC_ALL=C sort >"${dir}/text"
+        python -m espnet_asrser.bin.asrser_score --ref_text "dump/fbank/${set}/text" \
+            --hyp_text "${dir}/text" --output_json "${dir}/score.json" \
+            --output_md "${dir}/score.md" >"${dir}/score.log"
+        mv "${dir}/.pending" "${dir}/.done"
+    done
+    for set in "${decode_sets[@]}"; do
+        log "${set}: $(head -n 1 "${asr_decode_dir}/${set}/score.log")"
+    done
+    # The IEMOCAP transcripts of each fold's test session feed the pipeline baselines
+    # ("Text-based/Combined (ASR transcripts)") in stage 11.
+    for k in ${folds}; do
+        test=${iemocap}_fold${k}_test
+        dir=${asr_decode_dir}/${test}
+        sig=$(fingerprint "${asr_decode_dir}/${iemocap}_all/text" "dump/fbank/${test}/text")
+        if ! is_done "${dir}" "${sig}"; then
+            mkdir -p "${dir}"
+            awk 'NR == FNR {keep[$1]; next} $1 in keep' "dump/fbank/${test}/utt2spk" \
+                "${asr_decode_dir}/${iemocap}_all/text" >"${dir}/text"
+            python -m espnet_asrser.bin.asrser_score --ref_text "dump/fbank/${test}/text" \
+                --hyp_text "${dir}/text" --output_json "${dir}/score.json" >"${dir}/score.log"
+            mark_done "${dir}" "${sig}"
+        fi
+        log "${test}: $(head -n 1 "${dir}/score.log")"
+    done
+    end_stage 7
+fi
+
+if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
+    begin_stage "8: SER normalisation statistics and shapes, per fold"
+    # From each fold's training part only: the test session's (and the validation
+    # speaker's) features never enter the normalisation.
+    max_jobs=${train_jobs}
+    for k in ${folds}; do
+        stats=${ser_prefix}_stats_fold${k}
+        # shellcheck disable=SC2046,SC2086
+        args=(--collect_stats true --config "${audio_config}" --mode audio
+            --emotion_classes ${emotion_classes} --output_dir "${stats}"
+            $(data_args "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" "" \
+                emotion,emotion,text) ${ser_args})
+        sig=$(fingerprint "${args[@]}")
+        if is_done "${stats}" "${sig}"; then
+            log "${stats} is up to date"
+            continue
+        fi
+        launch --done "${stats}" "${sig}" "${stats}/log/stats.log" \
+            python -m espnet_asrser.bin.asrser_train "${args[@]}"
+    done
+    wait_launched "SER statistics"
+    end_stage 8
+fi
+
+# train_ser MODE FOLD: launch the training of one SER model unless it is trained.
+train_ser() {
+    local mode=$1 k=$2 exp config data_specs=(emotion,emotion,text) extra=()
+    exp=$(ser_exp "${mode}" "${k}")
+    config=${ser_config[${mode}]}
+    local stats=${ser_prefix}_stats_fold${k}
+    [ -f "${stats}/train/feats_stats.npz" ] || die "no ${stats}: run stage 8"
+    [ "${mode}" = audio ] || {
+        data_specs+=(text,text,text)
+        extra+=(--token_type word --token_list "${token_list}")
+    }
+    if [ "${mode}" = asrser ]; then
+        [ -f "${asr_model_file}" ] || die "no ASR model ${asr_model_file}: run stage 6"
+        mkdir -p "${exp}"
+        python local/asr_part_config.py --asr_config "${asr_train_config}" \
+            --ser_config "${config}" --out "${exp}/input_config.yaml"
+        config=${exp}/input_config.yaml
+        # Only the ASR part (asr.*) starts from the A2W model; ESPnet stops if a tensor
+        # does not fit (no --ignore_init_mismatch).
+        extra+=(--init_param "${asr_model_file}::asr")
+    fi
+    # shellcheck disable=SC2046,SC2086
+    local args=(--config "${config}" --mode "${mode}" --emotion_classes ${emotion_classes}
+        "${extra[@]}" --ngpu "${ngpu}" --resume true --output_dir "${exp}"
+        $(data_args "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" "${stats}" \
+            "${data_specs[@]}") ${ser_args})
+    local sig
+    sig=$(fingerprint "${args[@]}" "${stats}/train/feats_stats.npz")
+    check_exp "${exp}" "${sig}"
+    if is_done "${exp}" "${sig}"; then
+        log "${exp} is trained"
+        return
+    fi
+    launch --done "${exp}" "${sig}" "${exp}/train.log" --gpu "${ngpu}" \
+        python -m espnet_asrser.bin.asrser_train "${args[@]}"
+}
+
+if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
+    begin_stage "9: SER baselines (audio, text, combined) per fold"
+    max_jobs=${train_jobs}
+    for k in ${folds}; do
+        for mode in audio text combined; do
+            train_ser "${mode}" "${k}"
+        done
+    done
+    wait_launched "SER baselines"
+    end_stage 9
+fi
+
+if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
+    begin_stage "10: ASR-SER joint fine-tuning per fold, from ${asr_model_file}"
+    max_jobs=${train_jobs}
+    for k in ${folds}; do
+        train_ser asrser "${k}"
+    done
+    wait_launched "ASR-SER fine-tuning"
+    end_stage 10
+fi
+
+# The six rows of the paper's Table 1: system -> model (its mode) and transcript source.
+systems="audio text text_asr combined combined_asr asrser"
+# score SYSTEM REF_DIR OUT_DIR [ASR_TEXT]: WA, UA and confusion matrix of OUT_DIR/emotion,
+# with the WER of the transcripts the system used: ASR-SER's own (OUT_DIR/text) or the
+# pipeline's input (ASR_TEXT).
+score() {
+    local text_args=()
+    case $1 in
+        asrser) text_args=(--ref_text "$2/text" --hyp_text "$3/text") ;;
+        *_asr) text_args=(--ref_text "$2/text" --hyp_text "$4") ;;
+    esac
+    # shellcheck disable=SC2086
+    python -m espnet_asrser.bin.asrser_score --ref_emotion "$2/emotion" \
+        --hyp_emotion "$3/emotion" --classes ${emotion_classes} "${text_args[@]}" \
+        --output_json "$3/score.json" --output_md "$3/score.md" >"$3/score.log"
+}
+if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
+    begin_stage "11: inference on each fold's test session, scoring (${results_dir})"
+    # The only stage that reads the test sessions; every model was chosen on valid.
+    max_jobs=${nj}
+    asr_text_tag=asrtext_${asr_decode_dir#exp/}
+    asr_text_tag=${asr_text_tag//\//_}
+    declare -A out_dir
+    for k in ${folds}; do
+        test=${iemocap}_fold${k}_test
+        fold_jobs=()
+        for system in ${systems}; do
+            exp=$(ser_exp "${system%_asr}" "${k}")
+            [ -f "${exp}/${ser_model}" ] || die "no ${exp}/${ser_model}: run stages 9 and 10"
+            args=(--asrser_train_config "${exp}/config.yaml"
+                --asrser_model_file "${exp}/${ser_model}" --ngpu "${ngpu_decode}"
+                --data_path_and_name_and_type "dump/fbank/${test}/feats.scp,speech,kaldi_ark")
+            case ${system} in
+                audio)
+                    dir=${exp}/decode/${test}
+                    ;;
+                text | combined)
+                    dir=${exp}/decode_reftext/${test}
+                    args+=(--data_path_and_name_and_type "dump/fbank/${test}/text,text,text")
+                    ;;
+                *_asr)
+                    [ -f "${asr_decode_dir}/${test}/text" ] ||
+                        die "no ASR transcripts of ${test}: run stage 7"
+                    dir=${exp}/decode_${asr_text_tag}/${test}
+                    args+=(--data_path_and_name_and_type "${asr_decode_dir}/${test}/text,text,text")
+                    ;;
+                asrser)
+                    dir=${exp}/decode_$(config_tag "${decode_config}" "${decode_args}")/${test}
+                    # shellcheck disable=SC2206
+                    args+=(--config "${decode_config}" ${decode_args})
+                    ;;
+            esac
+            out_dir[${system},${k}]=${dir}
+            sig=$(fingerprint "${args[@]}" "dump/fbank/${test}/emotion")
+            is_done "${dir}" "${sig}" && continue
+            rm -rf "${dir}"
+            mkdir -p "${dir}"
+            # Marked done only once scored, below.
+            printf '%s\n' "${sig}" >"${dir}/.pending"
+            printf '%s\n' "${args[@]}" --output_dir "${dir}" >"${dir}/inference.args"
+            fold_jobs+=("${dir}/inference.args")
+        done
+        # One job per fold runs its inferences in one process (local/infer_batch.py).
+        [ ${#fold_jobs[@]} -eq 0 ] || launch "${results_dir}/log/inference.fold${k}.log" \
+            --gpu "${ngpu_decode}" python local/infer_batch.py "${fold_jobs[@]}"
+    done
+    wait_launched "inference"
+    for k in ${folds}; do
+        test=${iemocap}_fold${k}_test
+        for system in ${systems}; do
+            dir=${out_dir[${system},${k}]}
+            if [ -f "${dir}/.pending" ]; then
+                score "${system}" "dump/fbank/${test}" "${dir}" "${asr_decode_dir}/${test}/text"
+                mv "${dir}/.pending" "${dir}/.done"
+            fi
+            mkdir -p "${results_dir}/${system}"
+            cmp -s "${dir}/score.json" "${results_dir}/${system}/fold${k}.json" ||
+                cp "${dir}/score.json" "${results_dir}/${system}/fold${k}.json"
+        done
+    done
+    # Pooled over folds: the hypotheses of all folds are scored together (not the mean
+    # of the fold scores), like the paper's confusion matrix over all 5515 utterances.
+    hyp_file() { # hyp_file SYSTEM FOLD NAME: the file of SYSTEM's NAME (emotion, text)
+        if [ "$1" != "${1%_asr}" ] && [ "$3" = text ]; then
+            echo "${asr_decode_dir}/${iemocap}_fold$2_test/text"
+        else
+            echo "${out_dir[$1,$2]}/$3"
+        fi
+    }
+    for system in ${systems}; do
+        pooled=${results_dir}/${system}/pooled
+        names=(emotion)
+        case ${system} in asrser | *_asr) names+=(text) ;; esac
+        inputs=()
+        for name in "${names[@]}"; do
+            for k in ${folds}; do
+                inputs+=("dump/fbank/${iemocap}_fold${k}_test/${name}" "$(hyp_file "${system}" "${k}" "${name}")")
+            done
+        done
+        sig=$(fingerprint "${inputs[@]}")
+        if ! is_done "${pooled}" "${sig}"; then
+            mkdir -p "${pooled}/ref"
+            for name in "${names[@]}"; do
+                for k in ${folds}; do
+                    cat "dump/fbank/${iemocap}_fold${k}_test/${name}"
+                done | LC_ALL=C sort >"${pooled}/ref/${name}"
+                for k in ${folds}; do
+                    cat "$(hyp_file "${system}" "${k}" "${name}")"
+                done | LC_ALL=C sort >"${pooled}/${name}"
+            done
+            score "${system}" "${pooled}/ref" "${pooled}" "${pooled}/text"
+            mark_done "${pooled}" "${sig}"
+        fi
+        cmp -s "${pooled}/score.json" "${results_dir}/${system}/pooled.json" ||
+            cp "${pooled}/score.json" "${results_dir}/${system}/pooled.json"
+        log "${system}, folds ${folds} pooled: $(head -n 1 "${pooled}/score.log")"
+    done
+    end_stage 11
+fi
+
+if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
+    begin_stage "12: RESULTS.md and packed models (exp/packed)"
+    exp_args=()
+    for mode in audio text combined asrser; do
+        exp_args+=(--ser_exp "${mode}=$(ser_exp "${mode}" "{k}")")
+    done
+    # shellcheck disable=SC2086
+    args=(--results_dir "${results_dir}" --folds ${folds} --data "data/${iemocap}_all"
+        --fold_data "data/${iemocap}_fold{k}_{part}" --oov "${token_dir}/oov_rate.json"
+        --asr_config "${asr_train_config}" --asr_model "${asr_model_file}"
+        --asr_decode_dir "${asr_decode_dir}" --decode_config "${decode_config}"
+        "${exp_args[@]}" --ser_model "${ser_model}" --mini "${synthetic}" --out RESULTS.md)
+    sig=$(fingerprint "${args[@]}" "${results_dir}"/*/*.json "${asr_decode_dir}"/*/score.json)
+    if is_done "${results_dir}" "${sig}" && [ -f RESULTS.md ]; then
+        log "RESULTS.md is up to date"
+    else
+        python local/make_results.py "${args[@]}"
+        mark_done "${results_dir}" "${sig}"
+        log "wrote RESULTS.md"
+    fi
+
+    # Every final model, as a model-zoo archive: the A2W model (ESPnet's own packer) and
+    # the SER models of every fold (espnet_asrser.bin.asrser_pack).
+    mkdir -p exp/packed
+    pack_one() { # pack_one NAME SIGNATURE COMMAND...
+        local name=$1 sig=$2
+        shift 2
+        if [ -f "exp/packed/${name}.zip" ] && [ "$(cat "exp/packed/.${name}.done" 2>/dev/null)" = "${sig}" ]; then
+            return
+        fi
+        "$@" --outpath "exp/packed/${name}.zip" >"exp/packed/.${name}.log" 2>&1 ||
+            die "packing ${name} failed; see exp/packed/.${name}.log"
+        printf '%s\n' "${sig}" >"exp/packed/.${name}.done"
+        log "packed exp/packed/${name}.zip"
+    }
+    if [ -z "${pretrained_asr_config}" ]; then
+        stats_file=${asr_stats}/train/feats_stats.npz
+        pack_one "${asr_exp#exp/}" "$(fingerprint "${asr_train_config}" "${asr_model_file}" "${stats_file}")" \
+            python -m espnet2.bin.pack asr --asr_train_config "${asr_train_config}" \
+            --asr_model_file "${asr_model_file}" --option "${stats_file}"
+    fi
+    for k in ${folds}; do
+        for mode in audio text combined asrser; do
+            exp=$(ser_exp "${mode}" "${k}")
+            # asrser_pack adds the files the config names (normalisation statistics).
+            pack_one "${exp#exp/}" "$(fingerprint "${exp}/config.yaml" "${exp}/${ser_model}")" \
+                python -m espnet_asrser.bin.asrser_pack --asrser_train_config "${exp}/config.yaml" \
+                --asrser_model_file "${exp}/${ser_model}"
+        done
+    done
+    end_stage 12
+fi
+
+log "Successfully finished. [elapsed=${SECONDS}s]"

@@ -1,0 +1,31 @@
+#!/usr/bin/env python3
+"""Usage: python -m espnet_asrser.bin.asrser_pack --asrser_train_config exp/X/config.yaml \
+    --asrser_model_file exp/X/valid.acc_ser.best.pth --outpath exp/packed/X.zip [--option FILE ...]
+
+Packs a trained ASR-SER model as a model-zoo archive (see :mod:`espnet_asrser.model_zoo`);
+``Speech2Emotion.from_pretrained("X.zip")`` and ``ModelDownloader().unpack_local_file``
+open it.
+"""
+
+import argparse
+
+from espnet_asrser.model_zoo import pack_asrser_model
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--asrser_train_config", required=True)
+    parser.add_argument("--asrser_model_file", required=True)
+    parser.add_argument("--outpath", required=True, help=".zip or .tar.gz")
+    parser.add_argument("--option", action="append", default=[], help="extra files (README, RESULTS.md)")
+    return parser
+
+
+def main(cmd=None):
+    args = get_parser().parse_args(cmd)
+    out = pack_asrser_model(args.asrser_train_config, args.asrser_model_file, args.outpath, args.option)
+    print(f"Packed {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+"""Packing trained ASR-SER models as model-zoo archives, and opening them again.
+
+An archive is what ``espnet2.bin.pack`` writes (``meta.yaml`` + files), so
+``espnet_model_zoo.downloader.ModelDownloader().unpack_local_file("model.zip")`` accepts it
+and returns::
+
+    {"asrser_train_config": ".../config.yaml", "asrser_model_file": ".../model.pth"}
+
+which are exactly the keyword arguments of
+:class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`.
+
+Files the training config points to (the normalisation statistics of both the SER and the
+ASR part, a BPE model, a token-list file) are packed under ``files/`` and the packed config
+refers to them by those names; ESPnet's unpacker rewrites them to the extracted paths.
+"""
+
+import hashlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Dict, Iterable, List, Tuple, Union
+
+import yaml
+
+from espnet2.main_funcs.pack_funcs import pack, unpack
+
+PathLike = Union[str, Path]
+CONFIG_KEY = "asrser_train_config"
+MODEL_KEY = "asrser_model_file"
+INFERENCE_FILE_KEYS = ("token_list", "bpemodel", "non_linguistic_symbols")
+PACKED_DIR = "files/"
+
+
+class PackedModelError(RuntimeError):
+    """A packed model that cannot be used, naming what is wrong with it."""
+
+
+def _referenced_files(value, found: List[str]) -> None:
+    """Collect the strings in a config that name existing files."""
+    if isinstance(value, dict):
+        for v in value.values():
+            _referenced_files(v, found)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _referenced_files(v, found)
+    elif isinstance(value, str) and ("/" in value or "." in value) and Path(value).is_file():
+        found.append(value)
+
+
+def _replace(value, old: str, new: str):
+    if isinstance(value, dict):
+        return {k: _replace(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace(v, old, new) for v in value]
+    return new if value == old else value
+
+
+def pack_asrser_model(
+    train_config: PathLike,
+    model_file: PathLike,
+    outpath: PathLike,
+    extra_files: Iterable[PathLike] = (),
+) -> Path:
+    """Write ``outpath`` (.zip or .tar.gz) holding the model, its config and every file
+    the config refers to."""
+    train_config, model_file, outpath = Path(train_config), Path(model_file), Path(outpath)
+    config = yaml.safe_load(train_config.read_text(encoding="utf-8"))
+    # Only what inference needs: component configs (normalisation statistics, ...) and
+    # tokenizer files, not the training data lists or shape files.
+    referenced: List[str] = []
+    for key, value in config.items():
+        if key.endswith("_conf") or key in INFERENCE_FILE_KEYS:
+            _referenced_files(value, referenced)
+    with tempfile.TemporaryDirectory() as staging:
+        staging = Path(staging)
+        members: List[Tuple[Path, str]] = []
+        for i, path in enumerate(dict.fromkeys(referenced)):
+            name = f"{PACKED_DIR}{i}_{Path(path).name}"
+            members.append((Path(path), name))
+            config = _replace(config, path, name)
+        for path in extra_files:
+            members.append((Path(path), f"{PACKED_DIR}{Path(path).name}"))
+        for src, name in members:
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, staging / name)
+        (staging / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        shutil.copyfile(model_file, staging / "model.pth")
+        outpath = outpath.resolve()
+        cwd = os.getcwd()
+        try:
+            os.chdir(staging)  # pack() names members by their path from the cwd
+            pack(
+                files={MODEL_KEY: "model.pth"},
+                yaml_files={CONFIG_KEY: "config.yaml"},
+                option=[name for _, name in members],
+                outpath=outpath,
+            )
+        finally:
+            os.chdir(cwd)
+    return outpath
+
+
+def default_cache_dir() -> Path:
+    return Path(
+        os.environ.get("ESPNET_ASRSER_CACHE", Path.home() / ".cache" / "espnet_asrser")
+    )
+
+
+def _check_members(files: Dict[str, str], where: Path) -> Dict[str, str]:
+    for key in (CONFIG_KEY, MODEL_KEY):
+        if key not in files:
+            raise PackedModelError(f"{where}: meta.yaml lists no '{key}'; is this an ASR-SER model?")
+        if not Path(files[key]).exists():
+            raise PackedModelError(f"{where}: the archive has no '{key}' member ({files[key]})")
+    config = yaml.safe_load(Path(files[CONFIG_KEY]).read_text(encoding="utf-8"))
+    missing: List[str] = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+        elif isinstance(value, str) and (
+            value.startswith(PACKED_DIR) or f"/{PACKED_DIR}" in value
+        ) and not Path(value).exists():
+            # ESPnet's unpacker rewrites only the members it found; a missing one keeps
+            # its archive-relative name.
+            missing.append(value)
+
+    walk(config)
+    if missing:
+        names = ", ".join(Path(m).name for m in missing)
+        raise PackedModelError(f"{where}: members referenced by the config are missing: {names}")
+    return files
+
+
+def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
+    """Return Speech2Emotion's keyword arguments for a packed model.
+
+    ``model`` is a ``.zip``/``.tar.gz`` archive or a directory holding an unpacked one
+    (with its ``meta.yaml``). Model-zoo names are not downloaded: this project never
+    fetches weights at run time.
+    """
+    path = Path(model)
+    if path.is_dir():
+        meta = path / "meta.yaml"
+        if not meta.exists():
+            raise PackedModelError(f"{path}: not an unpacked model (no meta.yaml)")
+        info = yaml.safe_load(meta.read_text(encoding="utf-8"))
+        files = {k: str(path / v) for k, v in {**info["yaml_files"], **info["files"]}.items()}
+        return _check_members(files, path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"'{model}' is neither a local archive nor a directory. Model-zoo names are "
+            "not downloaded here: fetch the archive (e.g. the model's .zip on the "
+            "Hugging Face hub) on a machine with network access and pass its local path."
+        )
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    outdir = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest}"
+    try:
+        files = unpack(path, outdir, use_cache=False)
+    except Exception as e:  # zipfile/tarfile errors, meta.yaml missing
+        raise PackedModelError(f"{path}: cannot unpack: {e}") from e
+    return _check_members(files, path)
