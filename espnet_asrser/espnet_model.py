@@ -30,6 +30,12 @@ ASR features during training (``asr_feature_source``):
 At inference (:class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`) the features come
 from beam search on the audio alone.
 
+Units of the ASR features (``asr_feature_pooling``): ``token`` (default) keeps one vector per
+decoder step; ``word`` mean-pools the states of each word's sub-word pieces (a word starts at
+a sentencepiece piece beginning with "▁"), so that a BPE ASR gives word-level features as
+the paper's A2W model does. The <eos> state stays a vector of its own. Training and
+:meth:`ESPnetASRSERModel.pool_asr_states` (used by the beam-search path) pool alike.
+
 Checkpoint layout: ``asr.*`` is a complete ``ESPnetASRModel`` (frontend, normalize, encoder,
 decoder, ctc), so an ESPnet ASR checkpoint loads with ``--init_param asr.pth::asr``;
 ``frontend``/``normalize``/``audio_branch.*`` belong to the acoustic SER branch,
@@ -37,7 +43,7 @@ decoder, ctc), so an ESPnet ASR checkpoint loads with ``--init_param asr.pth::as
 ``classifier.*`` to the head.
 """
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +65,8 @@ from espnet_asrser.ser.classifier import EmotionClassifier
 
 MODES = ("audio", "text", "combined", "asr", "asrser")
 FEATURE_SOURCES = ("teacher_forcing", "greedy")
+FEATURE_POOLINGS = ("token", "word")
+WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
 
 
 def mode_inputs(mode: str) -> Tuple[bool, bool, bool]:
@@ -95,6 +103,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         asr_feature_source: str = "teacher_forcing",
         greedy_max_steps: int = 200,
         freeze_asr: bool = False,
+        asr_feature_pooling: str = "token",
     ):
         super().__init__()
         use_audio, use_text, use_asr = mode_inputs(mode)
@@ -104,6 +113,11 @@ class ESPnetASRSERModel(AbsESPnetModel):
             raise ValueError(
                 f"asr_feature_source must be one of {FEATURE_SOURCES}, got "
                 f"'{asr_feature_source}'"
+            )
+        if asr_feature_pooling not in FEATURE_POOLINGS:
+            raise ValueError(
+                f"asr_feature_pooling must be one of {FEATURE_POOLINGS}, got "
+                f"'{asr_feature_pooling}'"
             )
         if use_asr and asr is None:
             raise ValueError(f"mode '{mode}' needs an ASR model")
@@ -116,6 +130,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         self.asr_feature_source = asr_feature_source
         self.greedy_max_steps = greedy_max_steps
         self.freeze_asr = freeze_asr
+        self.asr_feature_pooling = asr_feature_pooling if use_asr else "token"
 
         branch_conf = dict(
             hidden_size=ser_hidden_size,
@@ -141,6 +156,16 @@ class ESPnetASRSERModel(AbsESPnetModel):
         if use_asr:
             self.asr_state_size = decoder_state_size(asr.decoder)
             self.asr_branch = BLSTMAttentionBranch(self.asr_state_size, **branch_conf)
+            if asr_feature_pooling == "word":
+                starts = [token.startswith(WORD_START) for token in asr.token_list]
+                if not any(starts):
+                    raise ValueError(
+                        "asr_feature_pooling 'word' needs sentencepiece units (tokens "
+                        f"starting with '{WORD_START}'); the ASR's {len(starts)} tokens have "
+                        "none (word units are words already: use 'token')"
+                    )
+                # Not persistent: derived from the token list, so checkpoints stay the same.
+                self.register_buffer("word_start", torch.tensor(starts), persistent=False)
             pooled += self.asr_branch.output_size()
             if freeze_asr:
                 self.asr.requires_grad_(False)
@@ -209,6 +234,71 @@ class ESPnetASRSERModel(AbsESPnetModel):
             pooled.append(self.asr_branch(asr_states, asr_state_lengths)[0])
         return self.classifier(torch.cat(pooled, dim=-1))
 
+    def pool_asr_states(
+        self,
+        states: torch.Tensor,
+        lengths: torch.Tensor,
+        token_ids: Union[torch.Tensor, Sequence[Sequence[int]]],
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ASR features in the configured units (``asr_feature_pooling``).
+
+        Args:
+            states: (B, S, D) decoder states; ``states[b, i]`` is the state that emitted
+                token ``i`` of utterance ``b``, followed by the state that emitted <eos>.
+            lengths: (B,) states per utterance: L_b + 1, or L_b when the search stopped
+                at its step limit without scoring <eos>.
+            token_ids: the L_b emitted tokens (no <sos>/<eos>) of each utterance, as a
+                (B, L) tensor padded with negative ids (ESPnet pads with -1) or a list of
+                id sequences.
+
+        Returns:
+            ``token``: the inputs unchanged. ``word``: (B, W, D) means of the states of each
+            word's pieces, then the <eos> state, and their lengths (words + 1, or words).
+        """
+        if self.asr_feature_pooling == "token":
+            return states, lengths
+        batch, steps, _ = states.shape
+        device = states.device
+        if not isinstance(token_ids, torch.Tensor):
+            rows = [torch.as_tensor(list(t), dtype=torch.long) for t in token_ids]
+            token_ids = torch.nn.utils.rnn.pad_sequence(
+                rows + [torch.zeros(0, dtype=torch.long)], batch_first=True, padding_value=-1
+            )[:batch]
+        ids = torch.full((batch, steps), -1, dtype=torch.long, device=device)
+        width = min(steps, token_ids.size(1))
+        ids[:, :width] = token_ids[:, :width].to(device=device, dtype=torch.long)
+        lengths = lengths.to(device)
+        is_token = ids >= 0
+        n_tokens = is_token.sum(dim=1)
+        n_eos = lengths - n_tokens
+        if bool(((n_eos < 0) | (n_eos > 1)).any()):
+            raise ValueError(
+                f"pool_asr_states: {lengths.tolist()} states for {n_tokens.tolist()} tokens; "
+                "expected one state per token plus at most one for <eos>"
+            )
+        starts = torch.zeros_like(is_token)
+        starts[is_token] = self.word_start[ids[is_token]]
+        # An utterance's first piece opens a word even without the mark.
+        starts[:, 0] |= is_token[:, 0]
+        word = starts.long().cumsum(dim=1) - 1
+        n_words = starts.sum(dim=1)
+        position = torch.arange(steps, device=device)[None, :]
+        is_eos = (position >= n_tokens[:, None]) & (position < lengths[:, None])
+        # The <eos> state gets the slot after the last word.
+        slot = torch.where(is_token, word, n_words[:, None].expand_as(word))
+        keep = is_token | is_eos
+        out_lengths = n_words + n_eos
+        width = int(out_lengths.max()) if batch else 0
+        flat = (torch.arange(batch, device=device)[:, None] * width + slot)[keep]
+        sums = states.new_zeros(batch * width, states.size(-1)).index_add(
+            0, flat, states[keep]
+        )
+        counts = states.new_zeros(batch * width).index_add(
+            0, flat, states.new_ones(flat.numel())
+        )
+        pooled = sums / counts.clamp(min=1)[:, None]
+        return pooled.view(batch, width, -1), out_lengths
+
     # ---- training ---------------------------------------------------------------------------
 
     def _asr_states_and_loss(
@@ -237,6 +327,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
                     f"'{self.asr_feature_source}' and asr_weight={self.asr_weight} needs "
                     "the reference transcript 'text'"
                 )
+            states, state_lens = self.pool_asr_states(states, state_lens, hyp)
             return states, state_lens, {"loss_asr": None, "acc_asr": None}
 
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze_asr):
@@ -263,7 +354,8 @@ class ESPnetASRSERModel(AbsESPnetModel):
                 )
                 loss_asr = asr.ctc_weight * loss_ctc + (1 - asr.ctc_weight) * loss_att
         if self.asr_feature_source == "teacher_forcing":
-            states, state_lens = tf_states, tf_lens
+            states, state_lens, hyp = tf_states, tf_lens, text
+        states, state_lens = self.pool_asr_states(states, state_lens, hyp)
         stats = {
             "loss_asr": loss_asr.detach(),
             "acc_asr": torch.tensor(acc) if acc is not None else None,

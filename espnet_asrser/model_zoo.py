@@ -29,6 +29,7 @@ PathLike = Union[str, Path]
 CONFIG_KEY = "asrser_train_config"
 MODEL_KEY = "asrser_model_file"
 INFERENCE_FILE_KEYS = ("token_list", "bpemodel", "non_linguistic_symbols")
+ASR_CONFIG_KEY = "asr_config"
 PACKED_DIR = "files/"
 
 
@@ -70,7 +71,10 @@ def pack_asrser_model(
     # tokenizer files, not the training data lists or shape files.
     referenced: List[str] = []
     for key, value in config.items():
-        if key.endswith("_conf") or key in INFERENCE_FILE_KEYS:
+        # ``asr_config`` is the whole ESPnet ASR config of a model started from
+        # --pretrained_asr (see espnet_asrser.asr.pretrained): its stats_file and bpemodel
+        # are needed to rebuild the ASR part, so every file it names travels too.
+        if key.endswith("_conf") or key in INFERENCE_FILE_KEYS or key == ASR_CONFIG_KEY:
             _referenced_files(value, referenced)
     with tempfile.TemporaryDirectory() as staging:
         staging = Path(staging)
@@ -137,6 +141,43 @@ def _check_members(files: Dict[str, str], where: Path) -> Dict[str, str]:
     return files
 
 
+def not_local_error(model: PathLike) -> FileNotFoundError:
+    """The error for a model given by a name that is no local file or directory."""
+    return FileNotFoundError(
+        f"'{model}' is neither a local archive nor a directory. Model-zoo names are "
+        "not downloaded here: fetch the archive (e.g. the model's .zip on the "
+        "Hugging Face hub) on a machine with network access and pass its local path."
+    )
+
+
+def read_meta(directory: PathLike) -> Dict[str, str]:
+    """``{key: path}`` of the members an unpacked archive's ``meta.yaml`` lists (config
+    and model files), as paths under ``directory``."""
+    path = Path(directory)
+    meta = path / "meta.yaml"
+    if not meta.exists():
+        raise PackedModelError(f"{path}: not an unpacked model (no meta.yaml)")
+    info = yaml.safe_load(meta.read_text(encoding="utf-8"))
+    return {k: str(path / v) for k, v in {**info["yaml_files"], **info["files"]}.items()}
+
+
+def unpack_archive(archive: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
+    """Extract ``archive`` (.zip, .tar.gz, ...) under ``cache_dir`` with ESPnet's
+    unpacker, which rewrites the packed configs' file names to the extracted paths;
+    return ``{key: path}`` of the members its ``meta.yaml`` lists."""
+    path = Path(archive)
+    if not path.is_file():
+        raise not_local_error(archive)
+    # One directory per archive path, so two archives with the same name do not mix;
+    # absolute, so the paths written into the extracted configs survive a change of cwd.
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    outdir = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest}"
+    try:
+        return unpack(path, outdir.absolute(), use_cache=False)
+    except Exception as e:  # zipfile/tarfile errors, meta.yaml missing
+        raise PackedModelError(f"{path}: cannot unpack: {e}") from e
+
+
 def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
     """Return Speech2Emotion's keyword arguments for a packed model.
 
@@ -146,22 +187,5 @@ def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str
     """
     path = Path(model)
     if path.is_dir():
-        meta = path / "meta.yaml"
-        if not meta.exists():
-            raise PackedModelError(f"{path}: not an unpacked model (no meta.yaml)")
-        info = yaml.safe_load(meta.read_text(encoding="utf-8"))
-        files = {k: str(path / v) for k, v in {**info["yaml_files"], **info["files"]}.items()}
-        return _check_members(files, path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"'{model}' is neither a local archive nor a directory. Model-zoo names are "
-            "not downloaded here: fetch the archive (e.g. the model's .zip on the "
-            "Hugging Face hub) on a machine with network access and pass its local path."
-        )
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    outdir = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest}"
-    try:
-        files = unpack(path, outdir, use_cache=False)
-    except Exception as e:  # zipfile/tarfile errors, meta.yaml missing
-        raise PackedModelError(f"{path}: cannot unpack: {e}") from e
-    return _check_members(files, path)
+        return _check_members(read_meta(path), path)
+    return _check_members(unpack_archive(path, cache_dir), path)

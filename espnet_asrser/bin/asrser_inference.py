@@ -222,7 +222,7 @@ class Speech2Emotion:
     def _asr_features(self, speech: torch.Tensor, speech_lengths: torch.Tensor):
         encoder_out, encoder_lens = self.model.encode_asr(speech, speech_lengths)
         feature_size = self.model.asr_state_size
-        sequences, transcripts = [], []
+        sequences, transcripts, token_ids = [], [], []
         for enc, length in zip(encoder_out, encoder_lens):
             hyps = self.beam_search(
                 x=enc[:length], maxlenratio=self.maxlenratio, minlenratio=self.minlenratio
@@ -240,9 +240,12 @@ class Speech2Emotion:
                 # features as empty (the SER branch maps them to a zero vector).
                 states, ids = encoder_out.new_zeros(0, feature_size), []
             sequences.append(states)
+            token_ids.append(ids)
             transcripts.append(self.tokenizer.tokens2text(self.converter.ids2tokens(ids)))
         lengths = torch.tensor([len(s) for s in sequences], device=speech.device)
         padded = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+        # Sub-word ASR models: optionally one vector per word (model_conf asr_feature_pooling).
+        padded, lengths = self.model.pool_asr_states(padded, lengths, token_ids)
         return padded, lengths, transcripts
 
 

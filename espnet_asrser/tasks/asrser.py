@@ -9,7 +9,17 @@ which configure the ASR part, and adds:
 * ``--model_conf``: keyword arguments of :class:`~espnet_asrser.espnet_model.ESPnetASRSERModel`
   (SER sizes, ``asr_weight``, ``asr_feature_source``, ``freeze_asr``, ...);
 * ``--asr_model_conf``: keyword arguments of ESPnet's ``ESPnetASRModel`` for the ASR part
-  (``ctc_weight``, ``lsm_weight``, ...), i.e. what ``model_conf`` is in an ESPnet ASR config.
+  (``ctc_weight``, ``lsm_weight``, ...), i.e. what ``model_conf`` is in an ESPnet ASR config;
+* ``--pretrained_asr``: start from a trained ESPnet ASR model (a model-zoo archive, its
+  unpacked directory, or ``CONFIG,MODEL``; see :mod:`espnet_asrser.asr.pretrained`). The
+  ASR part is then built from that model's own config (its frontend, normalisation,
+  encoder, decoder and ``model_conf``) and weights, and the ``text`` data are tokenised with
+  its token list and tokenizer; this task's ASR options (``--encoder``, ``--decoder``,
+  ``--asr_model_conf``, ...) are then not used, while ``--frontend``/``--normalize`` still
+  configure the acoustic SER branch;
+* ``--asr_config``: the ESPnet ASR config (a dict) the ASR part is built from instead of
+  the ASR options; ``--pretrained_asr`` fills it in, so the saved config.yaml rebuilds the
+  model without the archive.
 
 Data: ``speech`` and ``emotion`` (Kaldi-style ``utt-id class-name``) are required for
 training, ``text`` (the reference transcript) is optional: L_ASR, teacher-forced ASR
@@ -17,8 +27,10 @@ features and the text baselines need it.
 """
 
 import argparse
+import contextvars
 import copy
-from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -32,14 +44,28 @@ from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.torch_utils.initialize import initialize
 from espnet2.utils.get_default_kwargs import get_default_kwargs
 from espnet2.utils.nested_dict_action import NestedDictAction
+from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2.utils.types import str_or_none
 
+from espnet_asrser.asr.pretrained import (
+    adopt_tokenizer,
+    build_asr_from_config,
+    check_input_matches,
+    load_pretrained_weights,
+    resolve_pretrained_asr,
+)
 from espnet_asrser.espnet_model import MODES, ESPnetASRSERModel, mode_inputs
 from espnet_asrser.tasks import register_asr_components
 
 register_asr_components()
 
 DEFAULT_EMOTIONS = ("ang", "hap", "neu", "sad")
+
+# True while build_model_from_file rebuilds a trained model: its checkpoint holds the ASR
+# weights, so --pretrained_asr (possibly absent on this machine) must not be opened.
+_REBUILDING_FROM_FILE: contextvars.ContextVar = contextvars.ContextVar(
+    "asrser_rebuilding_from_file", default=False
+)
 
 
 class EmotionPreprocessor:
@@ -114,7 +140,25 @@ class ASRSERTask(ASRTask):
             "--asr_model_conf",
             action=NestedDictAction,
             default=get_default_kwargs(ESPnetASRModel),
-            help="The keyword arguments of the ASR part (ESPnetASRModel)",
+            help="The keyword arguments of the ASR part (ESPnetASRModel); not used with "
+            "--pretrained_asr/--asr_config, whose own model_conf applies",
+        )
+        group.add_argument(
+            "--pretrained_asr",
+            type=str_or_none,
+            default=None,
+            help="Start from a trained ESPnet ASR model: an archive of `python -m "
+            "espnet2.bin.pack asr` (.zip/.tar.gz, as the model zoo serves them), its "
+            "unpacked directory (with meta.yaml), or CONFIG,MODEL (an ASR config.yaml and "
+            "its .pth, comma-separated). The ASR part is built from that model's config, "
+            "loaded from its weights, and its token list/tokenizer are used for 'text'",
+        )
+        group.add_argument(
+            "--asr_config",
+            action=NestedDictAction,
+            default=None,
+            help="ESPnet ASR config (dict) the ASR part is built from, instead of the ASR "
+            "options of this task; set from --pretrained_asr and saved in config.yaml",
         )
 
     @classmethod
@@ -150,8 +194,41 @@ class ASRSERTask(ASRTask):
         return ("text",)
 
     @classmethod
+    def build_model_from_file(
+        cls,
+        config_file: Optional[Union[Path, str]] = None,
+        model_file: Optional[Union[Path, str]] = None,
+        device: str = "cpu",
+    ) -> Tuple[AbsESPnetModel, argparse.Namespace]:
+        """ESPnet's ``build_model_from_file``; a model trained with ``--pretrained_asr``
+        rebuilds its ASR part from the ``asr_config`` stored in its config.yaml and takes
+        the weights from ``model_file``, without opening the pretrained archive."""
+        token = _REBUILDING_FROM_FILE.set(True)
+        try:
+            return super().build_model_from_file(config_file, model_file, device)
+        finally:
+            _REBUILDING_FROM_FILE.reset(token)
+
+    @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRSERModel:
         use_audio, use_text, use_asr = mode_inputs(args.mode)
+        pretrained_spec = getattr(args, "pretrained_asr", None)
+        asr_config = getattr(args, "asr_config", None)
+        if (pretrained_spec is not None or asr_config is not None) and not use_asr:
+            raise ValueError(
+                f"--pretrained_asr/--asr_config give the ASR part, but --mode {args.mode} "
+                "has none (use asr or asrser)"
+            )
+        pretrained = None
+        if pretrained_spec is not None and not _REBUILDING_FROM_FILE.get():
+            pretrained = resolve_pretrained_asr(pretrained_spec)
+            asr_config = pretrained.config
+            # Saved in config.yaml: the ASR part rebuilds from it at inference.
+            args.asr_config = asr_config
+        if asr_config is not None:
+            asr_source = pretrained_spec or "asr_config"
+            adopt_tokenizer(args, asr_config, asr_source)
+
         token_list: Optional[List[str]] = None
         if isinstance(args.token_list, str):
             with open(args.token_list, encoding="utf-8") as f:
@@ -163,7 +240,11 @@ class ASRSERTask(ASRTask):
             raise ValueError(f"--mode {args.mode} needs --token_list")
 
         asr = None
-        if use_asr:
+        if use_asr and asr_config is not None:
+            if use_audio:
+                check_input_matches(args, asr_config, asr_source)
+            asr = build_asr_from_config(asr_config, asr_source)
+        elif use_asr:
             asr_args = copy.copy(args)
             asr_args.model = "espnet"
             asr_args.model_conf = dict(args.asr_model_conf)
@@ -191,4 +272,7 @@ class ASRSERTask(ASRTask):
         )
         if args.init is not None:
             initialize(model, args.init)
+        if pretrained is not None:
+            # After --init, which would otherwise overwrite the pretrained weights.
+            load_pretrained_weights(model.asr, pretrained.model_file, pretrained.source)
         return model
