@@ -56,6 +56,7 @@ from espnet_asrser.asr.pretrained import (
 )
 from espnet_asrser.espnet_model import MODES, ESPnetASRSERModel, mode_inputs
 from espnet_asrser.tasks import register_asr_components
+from espnet_asrser.train.trainer import ASRSERTrainer
 
 register_asr_components()
 
@@ -103,6 +104,9 @@ class EmotionPreprocessor:
 
 
 class ASRSERTask(ASRTask):
+    # Visible NaN/inf skips, safe checkpoints and config-change checks on resume
+    # (docs/reliability.md).
+    trainer = ASRSERTrainer
     # The ASR model class is fixed (ESPnetASRModel, configured by --asr_model_conf), so
     # ESPnet's --model/--model_conf choice is replaced by our own --model_conf.
     class_choices_list = [c for c in ASRTask.class_choices_list if c is not model_choices]

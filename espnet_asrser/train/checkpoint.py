@@ -161,8 +161,10 @@ def load_checkpoint(path: Path) -> dict:
     try:
         states = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises RuntimeError, EOFError, pickle errors, ...
+        # torch's own text goes on for lines; its first sentence names the problem
+        reason = str(e).strip().split(". ")[0].splitlines()[0]
         raise CheckpointError(
-            f"{path} cannot be read ({type(e).__name__}: {e}); it is probably truncated"
+            f"{path} cannot be read ({type(e).__name__}: {reason}); it is probably truncated"
         ) from e
     if not isinstance(states, dict) or any(k not in states for k in _REQUIRED_STATES):
         have = sorted(states) if isinstance(states, dict) else type(states).__name__
@@ -287,11 +289,12 @@ def _find_resumable(output_dir: Path) -> Optional[Tuple[Path, dict]]:
 def _repair_epoch_files(output_dir: Path, states: dict, best_model_criterion) -> None:
     """Make the epoch files agree with the checkpoint of epoch ``k`` being resumed.
 
-    ``<k>epoch.pth`` is rewritten from the checkpoint's model when a kill came between
-    ESPnet's two saves; files of epochs after ``k`` (left by a run whose checkpoint was lost,
-    or by an older, longer run) are renamed ``*.discarded``, since epoch ``k + 1`` is trained
-    again; ``latest.pth`` and the ``*.best.pth`` links are pointed at files of epochs <= k,
-    as the reporter of the checkpoint ranks them.
+    ``<k>epoch.pth`` is rewritten from the checkpoint's model when it is missing or
+    unreadable (a kill between or during ESPnet's two saves). Files of epochs after ``k``
+    (left by a run whose checkpoint was lost, or by an older, longer run) are renamed
+    ``*.discarded``, since epoch ``k + 1`` is trained again. ``latest.pth`` and the
+    ``*.best.pth`` links are pointed at files of epochs <= k, as the reporter of the
+    checkpoint ranks them.
     """
     epoch = checkpoint_epoch(states)
     for e, path in epoch_files(output_dir).items():
@@ -302,11 +305,19 @@ def _repair_epoch_files(output_dir: Path, states: dict, best_model_criterion) ->
                 f"renamed {path.name}{DISCARDED_SUFFIX}; epoch {e} will be trained again"
             )
     current = output_dir / f"{epoch}epoch.pth"
-    if not current.exists():
+    problem = None if current.exists() else "was missing"
+    if problem is None:
+        # ESPnet writes it in place right after checkpoint.pth: a kill during that save
+        # leaves it truncated. Earlier epoch files were complete before later epochs ran.
+        try:
+            torch.load(current, map_location="cpu", weights_only=True)
+        except Exception:
+            problem = "could not be read"
+    if problem is not None:
         atomic_torch_save(states["model"], current)
         logging.warning(
-            f"{current.name} was missing (the run was stopped between saving {CHECKPOINT} and "
-            f"{current.name}): written from the model state in the checkpoint"
+            f"{current.name} {problem} (the run was stopped after saving {CHECKPOINT}, before "
+            f"{current.name} was complete): written again from the model state in the checkpoint"
         )
     _relink(output_dir / "latest.pth", current.name)
 

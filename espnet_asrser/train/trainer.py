@@ -38,7 +38,8 @@ _MAX_IDS_SHOWN = 20
 
 def _show_ids(ids: List[str]) -> str:
     shown = ", ".join(ids[:_MAX_IDS_SHOWN])
-    return shown + (f", ... ({len(ids) - _MAX_IDS_SHOWN} more)" if len(ids) > _MAX_IDS_SHOWN else "")
+    hidden = len(ids) - _MAX_IDS_SHOWN
+    return shown + (f", ... ({hidden} more)" if hidden > 0 else "")
 
 
 def _is_main_process(distributed_option) -> bool:
