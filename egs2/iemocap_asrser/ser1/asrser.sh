@@ -173,7 +173,8 @@ else
     asr_train_config=${asr_exp}/config.yaml
     asr_model_file=${asr_exp}/${asr_model}
 fi
-asr_decode_dir=${asr_exp}/decode_$(config_tag "${decode_config}" "${decode_args}")_${asr_model_file##*/}
+decode_tag=$(config_tag "${decode_config}" "${decode_args}")
+asr_decode_dir=${asr_exp}/decode_${decode_tag}_${asr_model_file##*/}
 asr_decode_dir=${asr_decode_dir%.pth}
 
 declare -A ser_config=([audio]=${audio_config} [text]=${text_config}
@@ -255,12 +256,13 @@ wait_launched() {
     launched_sigs=()
     [ ${#failed[@]} -eq 0 ] || die "$1: ${#failed[@]} of ${n} jobs failed: ${failed[*]}"
 }
-stage_start=0
-begin_stage() {
+# Stages run one after the other, so a stage's time is the time since the previous one
+# ended (or since the start).
+stage_start=${SECONDS}
+end_stage() {
+    log "Stage $1 finished [elapsed=$((SECONDS - stage_start))s]"
     stage_start=${SECONDS}
-    log "Stage $*"
 }
-end_stage() { log "Stage $1 finished [elapsed=$((SECONDS - stage_start))s]"; }
 need_corpus() { # need_corpus VAR: stop with a sentence naming the db.sh variable
     [ -n "${!1}" ] || die "$1 is not set: write the corpus location into $1= in db.sh" \
         "or export $1=/path/to/it (leave both IEMOCAP and LIBRISPEECH empty to use" \
@@ -274,7 +276,7 @@ make_mini_corpora() {
 
 # ------------------------------------------------------------------ stages
 if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
-    begin_stage "1: IEMOCAP data directories and cross-validation folds (data/${iemocap}_*)"
+    log "Stage 1: IEMOCAP data directories and cross-validation folds (data/${iemocap}_*)"
     make_mini_corpora
     need_corpus IEMOCAP
     # Counts per class, per drop reason and per fold are logged; the script is
@@ -285,7 +287,7 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
-    begin_stage "2: LibriSpeech data directories"
+    log "Stage 2: LibriSpeech data directories"
     make_mini_corpora
     if [ -z "${LIBRISPEECH}" ] && [ -n "${pretrained_asr_config}" ]; then
         log "LIBRISPEECH is empty and the ASR model is given: no LibriSpeech test WER"
@@ -298,7 +300,7 @@ if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
 fi
 
 if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
-    begin_stage "3: 40-dim log-mel features (dump/fbank)"
+    log "Stage 3: 40-dim log-mel features (dump/fbank)"
     # Only the features are stored. The ASR model stacks 3 frames itself (preencoder:
     # stack), the SER model cuts its acoustic input at 7.5 s (max_audio_frames: 750) and
     # masks the padding, and both normalise with statistics of their own training data
@@ -346,7 +348,7 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
 fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
-    begin_stage "4: word token list (${token_dir}) and IEMOCAP OOV rate"
+    log "Stage 4: word token list (${token_dir}) and IEMOCAP OOV rate"
     if [ -n "${pretrained_asr_config}" ]; then
         # Fine-tuning keeps the pretrained output layer, so its word list is the list.
         source_args=(--from_config "${pretrained_asr_config}")
@@ -395,7 +397,7 @@ if [ -z "${pretrained_asr_config}" ]; then
     asr_stats=exp/asr_stats_${asr_train_set}
 fi
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
-    begin_stage "5: ASR normalisation statistics and shapes"
+    log "Stage 5: ASR normalisation statistics and shapes"
     if [ -n "${pretrained_asr_config}" ]; then
         log "skipped: the ASR model is given (--pretrained_asr_config)"
     else
@@ -408,7 +410,8 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
         if is_done "${asr_stats}" "${sig}"; then
             log "${asr_stats} is up to date"
         else
-            run_cmd "${asr_stats}/log/stats.log" python -m espnet_asrser.bin.asr_train "${args[@]}" ||
+            run_cmd "${asr_stats}/log/stats.log" \
+                python -m espnet_asrser.bin.asr_train "${args[@]}" ||
                 die "collecting ASR statistics failed; see ${asr_stats}/log/stats.log"
             mark_done "${asr_stats}" "${sig}"
         fi
@@ -417,7 +420,7 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
 fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
-    begin_stage "6: A2W ASR pre-training (${asr_exp})"
+    log "Stage 6: A2W ASR pre-training (${asr_exp})"
     if [ -n "${pretrained_asr_config}" ]; then
         log "skipped: the ASR model is given (--pretrained_asr_config)"
     else
@@ -443,7 +446,7 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
 fi
 
 if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
-    begin_stage "7: ASR decoding and WER (${asr_decode_dir})"
+    log "Stage 7: ASR decoding and WER (${asr_decode_dir})"
     [ -f "${asr_model_file}" ] || die "no ASR model ${asr_model_file}: run stage 6"
     max_jobs=${nj}
     decode_sets=()
@@ -509,7 +512,7 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
 fi
 
 if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
-    begin_stage "8: SER normalisation statistics and shapes, per fold"
+    log "Stage 8: SER normalisation statistics and shapes, per fold"
     # From each fold's training part only: the test session's (and the validation
     # speaker's) features never enter the normalisation.
     max_jobs=${train_jobs}
@@ -570,7 +573,7 @@ train_ser() {
 }
 
 if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
-    begin_stage "9: SER baselines (audio, text, combined) per fold"
+    log "Stage 9: SER baselines (audio, text, combined) per fold"
     max_jobs=${train_jobs}
     for k in ${folds}; do
         for mode in audio text combined; do
@@ -582,7 +585,7 @@ if [ "${stage}" -le 9 ] && [ "${stop_stage}" -ge 9 ]; then
 fi
 
 if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
-    begin_stage "10: ASR-SER joint fine-tuning per fold, from ${asr_model_file}"
+    log "Stage 10: ASR-SER joint fine-tuning per fold, from ${asr_model_file}"
     max_jobs=${train_jobs}
     for k in ${folds}; do
         train_ser asrser "${k}"
@@ -608,7 +611,7 @@ score() {
         --output_json "$3/score.json" --output_md "$3/score.md" >"$3/score.log"
 }
 if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
-    begin_stage "11: inference on each fold's test session, scoring (${results_dir})"
+    log "Stage 11: inference on each fold's test session, scoring (${results_dir})"
     # The only stage that reads the test sessions; every model was chosen on valid.
     max_jobs=${nj}
     asr_text_tag=asrtext_${asr_decode_dir#exp/}
@@ -638,7 +641,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
                     args+=(--data_path_and_name_and_type "${asr_decode_dir}/${test}/text,text,text")
                     ;;
                 asrser)
-                    dir=${exp}/decode_$(config_tag "${decode_config}" "${decode_args}")/${test}
+                    dir=${exp}/decode_${decode_tag}/${test}
                     # shellcheck disable=SC2206
                     args+=(--config "${decode_config}" ${decode_args})
                     ;;
@@ -687,7 +690,8 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         inputs=()
         for name in "${names[@]}"; do
             for k in ${folds}; do
-                inputs+=("dump/fbank/${iemocap}_fold${k}_test/${name}" "$(hyp_file "${system}" "${k}" "${name}")")
+                inputs+=("dump/fbank/${iemocap}_fold${k}_test/${name}"
+                    "$(hyp_file "${system}" "${k}" "${name}")")
             done
         done
         sig=$(fingerprint "${inputs[@]}")
@@ -712,7 +716,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
 fi
 
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
-    begin_stage "12: RESULTS.md and packed models (exp/packed)"
+    log "Stage 12: RESULTS.md and packed models (exp/packed)"
     exp_args=()
     for mode in audio text combined asrser; do
         exp_args+=(--ser_exp "${mode}=$(ser_exp "${mode}" "{k}")")
@@ -722,12 +726,12 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
         --fold_data "data/${iemocap}_fold{k}_{part}" --oov "${token_dir}/oov_rate.json"
         --asr_config "${asr_train_config}" --asr_model "${asr_model_file}"
         --asr_decode_dir "${asr_decode_dir}" --decode_config "${decode_config}"
-        "${exp_args[@]}" --ser_model "${ser_model}" --mini "${synthetic}" --out RESULTS.md)
+        "${exp_args[@]}" --ser_model "${ser_model}" --mini "${synthetic}")
     sig=$(fingerprint "${args[@]}" "${results_dir}"/*/*.json "${asr_decode_dir}"/*/score.json)
     if is_done "${results_dir}" "${sig}" && [ -f RESULTS.md ]; then
         log "RESULTS.md is up to date"
     else
-        python local/make_results.py "${args[@]}"
+        python local/make_results.py "${args[@]}" --out RESULTS.md
         mark_done "${results_dir}" "${sig}"
         log "wrote RESULTS.md"
     fi
@@ -735,29 +739,30 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     # Every final model, as a model-zoo archive: the A2W model (ESPnet's own packer) and
     # the SER models of every fold (espnet_asrser.bin.asrser_pack).
     mkdir -p exp/packed
-    pack_one() { # pack_one NAME SIGNATURE COMMAND...
-        local name=$1 sig=$2
-        shift 2
-        if [ -f "exp/packed/${name}.zip" ] && [ "$(cat "exp/packed/.${name}.done" 2>/dev/null)" = "${sig}" ]; then
+    pack_one() { # pack_one NAME COMMAND...: COMMAND --outpath exp/packed/NAME.zip
+        local name=$1 sig
+        shift
+        sig=$(fingerprint "$@")
+        if [ -f "exp/packed/${name}.zip" ] && is_done "exp/packed/${name}" "${sig}"; then
             return
         fi
-        "$@" --outpath "exp/packed/${name}.zip" >"exp/packed/.${name}.log" 2>&1 ||
-            die "packing ${name} failed; see exp/packed/.${name}.log"
-        printf '%s\n' "${sig}" >"exp/packed/.${name}.done"
+        mkdir -p "exp/packed/${name}"
+        "$@" --outpath "exp/packed/${name}.zip" >"exp/packed/${name}/pack.log" 2>&1 ||
+            die "packing ${name} failed; see exp/packed/${name}/pack.log"
+        mark_done "exp/packed/${name}" "${sig}"
         log "packed exp/packed/${name}.zip"
     }
     if [ -z "${pretrained_asr_config}" ]; then
-        stats_file=${asr_stats}/train/feats_stats.npz
-        pack_one "${asr_exp#exp/}" "$(fingerprint "${asr_train_config}" "${asr_model_file}" "${stats_file}")" \
-            python -m espnet2.bin.pack asr --asr_train_config "${asr_train_config}" \
-            --asr_model_file "${asr_model_file}" --option "${stats_file}"
+        pack_one "${asr_exp#exp/}" python -m espnet2.bin.pack asr \
+            --asr_train_config "${asr_train_config}" --asr_model_file "${asr_model_file}" \
+            --option "${asr_stats}/train/feats_stats.npz"
     fi
     for k in ${folds}; do
         for mode in audio text combined asrser; do
             exp=$(ser_exp "${mode}" "${k}")
             # asrser_pack adds the files the config names (normalisation statistics).
-            pack_one "${exp#exp/}" "$(fingerprint "${exp}/config.yaml" "${exp}/${ser_model}")" \
-                python -m espnet_asrser.bin.asrser_pack --asrser_train_config "${exp}/config.yaml" \
+            pack_one "${exp#exp/}" python -m espnet_asrser.bin.asrser_pack \
+                --asrser_train_config "${exp}/config.yaml" \
                 --asrser_model_file "${exp}/${ser_model}"
         done
     done

@@ -83,9 +83,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     header = f"# {args.ser_config} + the ASR part of {args.asr_config} (local/asr_part_config.py)\n"
-    out.write_text(header + yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+    text = header + yaml.safe_dump(merged, sort_keys=False)
+    # An unchanged config is not rewritten: the recipe's reruns leave every file as it was.
+    if not out.is_file() or out.read_text(encoding="utf-8") != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
     return 0
 
 

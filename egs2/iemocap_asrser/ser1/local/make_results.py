@@ -129,9 +129,16 @@ def table1(results: Path, folds: List[str]) -> List[str]:
     return lines
 
 
-def per_fold(results: Path, folds: List[str], exps: Dict[str, str], ser_model: str) -> List[str]:
+def per_fold(
+    results: Path, folds: List[str], exps: Dict[str, str], ser_model: str, protocol: str
+) -> List[str]:
+    tests = (
+        "fold k tests on session k"
+        if protocol == "speaker_independent"
+        else "fold k tests on the k-th of five random parts; see Setup"
+    )
     lines = [
-        "## Per fold (fold k tests on session k)",
+        f"## Per fold ({tests})",
         "",
         "| Model | Fold | n | WA (%) | UA (%) | WER (%) | selected epoch |",
         "|---|---|---|---|---|---|---|",
@@ -354,9 +361,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             "",
         ]
         lines += table1(results, args.folds)
-        lines += per_fold(results, args.folds, args.ser_exp, args.ser_model)
+        protocol = load_json(Path(args.data) / ".done").get("options", {}).get("protocol")
+        lines += per_fold(results, args.folds, args.ser_exp, args.ser_model, protocol)
         lines += confusion(results, args.folds)
-        lines += asr_section(Path(args.asr_decode_dir), args.folds, data_name, load_json(Path(args.oov)))
+        oov = load_json(Path(args.oov))
+        lines += asr_section(Path(args.asr_decode_dir), args.folds, data_name, oov)
         lines += setup_section(args)
         lines += environment()
     except (ResultsError, KeyError, IndexError, TypeError) as e:

@@ -72,6 +72,7 @@ def token_list_from_config(path: Path) -> List[str]:
 def oov_report(tokens: List[str], counts: Counter, source: str, top: int = 20) -> dict:
     vocab = set(tokens)
     oov = Counter({w: c for w, c in counts.items() if w not in vocab})
+    ranked = sorted(oov.items(), key=lambda kv: (-kv[1], kv[0]))
     running = sum(counts.values())
     return {
         "text": source,
@@ -81,7 +82,7 @@ def oov_report(tokens: List[str], counts: Counter, source: str, top: int = 20) -
         "oov_rate": sum(oov.values()) / running if running else None,
         "distinct_words": len(counts),
         "oov_distinct_words": len(oov),
-        "most_frequent_oov": [[w, c] for w, c in sorted(oov.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
+        "most_frequent_oov": [[w, c] for w, c in ranked[:top]],
     }
 
 
