@@ -40,6 +40,9 @@
 #   --pretrained_asr_config FILE --pretrained_asr_model FILE   a trained ESPnet A2W
 #                                model (word units, logmel frontend) instead of stages 5-6
 #   --pretrained_asr NAME        reserved for model-zoo names; not supported yet
+#
+# Corpora: IEMOCAP and LIBRISPEECH in db.sh or the environment (both empty: generated mini
+# corpora). Where jobs run: CMD_BACKEND=local|slurm and SLURM_OPTS (cmd.sh).
 
 set -euo pipefail
 
@@ -188,12 +191,17 @@ ser_exp() { # ser_exp MODE FOLD
 # contents); the step is skipped while the fingerprint is unchanged.
 # Files are recognised in the words themselves, before a comma (ESPnet's
 # path,name,type) or a colon (path::asr) and after an equals sign (stats_file=path).
+# Comment lines of YAML files do not count: editing a config's comments retrains nothing.
 fingerprint() { # fingerprint WORDS...: the words, then the md5 sums of the files they name
     local w f
     echo "$*"
     for w in "$@"; do
         for f in "${w}" "${w%%,*}" "${w%%:*}" "${w#*=}"; do
-            [ ! -f "${f}" ] || md5sum "${f}"
+            [ -f "${f}" ] || continue
+            case ${f} in
+                *.yaml) grep -v -E '^[[:space:]]*(#|$)' "${f}" | md5sum | sed "s|-\$|${f}|" ;;
+                *) md5sum "${f}" ;;
+            esac
         done
     done | awk '!seen[$0]++'
 }
