@@ -28,7 +28,11 @@ ASR features during training (``asr_feature_source``):
   every training batch (O(L^2) decoder steps, no gradient through the search).
 
 At inference (:class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`) the features come
-from beam search on the audio alone.
+from beam search on the audio alone. Validation, which selects the epoch, uses
+``valid_asr_feature_source`` (default ``greedy``): the features of the model's own greedy
+hypothesis, the batched counterpart of test time's beam search. With teacher-forced features a validation score measures
+a model that reads the reference transcript, and ranks epochs by what the test never
+sees; with a weak recogniser the two disagree by tens of points.
 
 Units of the ASR features (``asr_feature_pooling``): ``token`` (default) keeps one vector per
 decoder step; ``word`` mean-pools the states of each word's sub-word pieces (a word starts at
@@ -101,6 +105,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         max_audio_frames: int = 750,
         asr_weight: float = 0.2,
         asr_feature_source: str = "teacher_forcing",
+        valid_asr_feature_source: str = "greedy",
         greedy_max_steps: int = 200,
         freeze_asr: bool = False,
         asr_feature_pooling: str = "token",
@@ -109,11 +114,12 @@ class ESPnetASRSERModel(AbsESPnetModel):
         use_audio, use_text, use_asr = mode_inputs(mode)
         if not 0.0 <= asr_weight <= 1.0:
             raise ValueError(f"asr_weight must be in [0, 1], got {asr_weight}")
-        if asr_feature_source not in FEATURE_SOURCES:
-            raise ValueError(
-                f"asr_feature_source must be one of {FEATURE_SOURCES}, got "
-                f"'{asr_feature_source}'"
-            )
+        for name, value in (
+            ("asr_feature_source", asr_feature_source),
+            ("valid_asr_feature_source", valid_asr_feature_source),
+        ):
+            if value not in FEATURE_SOURCES:
+                raise ValueError(f"{name} must be one of {FEATURE_SOURCES}, got '{value}'")
         if asr_feature_pooling not in FEATURE_POOLINGS:
             raise ValueError(
                 f"asr_feature_pooling must be one of {FEATURE_POOLINGS}, got "
@@ -128,6 +134,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         self.max_audio_frames = max_audio_frames
         self.asr_weight = asr_weight if use_asr else 0.0
         self.asr_feature_source = asr_feature_source
+        self.valid_asr_feature_source = valid_asr_feature_source
         self.greedy_max_steps = greedy_max_steps
         self.freeze_asr = freeze_asr
         self.asr_feature_pooling = asr_feature_pooling if use_asr else "token"
@@ -309,8 +316,9 @@ class ESPnetASRSERModel(AbsESPnetModel):
         text_lengths: Optional[torch.Tensor],
     ) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, Optional[torch.Tensor]]]:
         asr = self.asr
+        source = self.asr_feature_source if self.training else self.valid_asr_feature_source
         encoder_out, encoder_out_lens = self.encode_asr(speech, speech_lengths)
-        if self.asr_feature_source == "greedy":
+        if source == "greedy":
             hyp, hyp_lens = greedy_tokens(
                 asr.decoder, encoder_out, encoder_out_lens,
                 asr.sos, asr.eos, asr.ignore_id, self.greedy_max_steps,
@@ -321,10 +329,10 @@ class ESPnetASRSERModel(AbsESPnetModel):
                     asr.sos, asr.eos, asr.ignore_id,
                 )
         if text is None:
-            if self.asr_feature_source == "teacher_forcing" or self.asr_weight > 0:
+            if source == "teacher_forcing" or self.asr_weight > 0:
                 raise ValueError(
                     f"mode '{self.mode}' with asr_feature_source="
-                    f"'{self.asr_feature_source}' and asr_weight={self.asr_weight} needs "
+                    f"'{source}' and asr_weight={self.asr_weight} needs "
                     "the reference transcript 'text'"
                 )
             states, state_lens = self.pool_asr_states(states, state_lens, hyp)
@@ -353,7 +361,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
                     text[nonempty], text_lengths[nonempty],
                 )
                 loss_asr = asr.ctc_weight * loss_ctc + (1 - asr.ctc_weight) * loss_att
-        if self.asr_feature_source == "teacher_forcing":
+        if source == "teacher_forcing":
             states, state_lens, hyp = tf_states, tf_lens, text
         states, state_lens = self.pool_asr_states(states, state_lens, hyp)
         stats = {

@@ -142,3 +142,26 @@ def test_transformer_decoder_feeds_the_ser_branch(tiny_data, tmp_path):
     loss.backward()
     assert torch.isfinite(loss)
     assert any(g is not None for g in grads(model, "asr.decoder."))
+
+
+@pytest.mark.parametrize("valid_source", ["greedy", "teacher_forcing"])
+def test_validation_scores_the_features_the_test_sees(valid_source, tiny_data):
+    # In eval mode (ESPnet's validation) the SER head reads the model's own hypothesis by
+    # default, so the reference words change L_ASR but not the emotion scores; with
+    # teacher-forced validation features they would change both.
+    model = build("asrser", tiny_data["token_list"],
+                  "--model_conf", f"valid_asr_feature_source={valid_source}").eval()
+    one, other = batch(seed=0), batch(seed=0)
+    other["text"] = torch.where(one["text"] >= 0, (one["text"] + 3) % 9 + 2, one["text"])
+    with torch.no_grad():
+        _, stats_one, _ = model(**one)
+        _, stats_other, _ = model(**other)
+    assert not torch.equal(stats_one["loss_asr"], stats_other["loss_asr"])
+    same_ser = torch.equal(stats_one["loss_ser"], stats_other["loss_ser"])
+    assert same_ser == (valid_source == "greedy")
+    model.train()  # training keeps the configured (teacher-forced) features
+    torch.manual_seed(0)
+    _, train_one, _ = model(**one)
+    torch.manual_seed(0)
+    _, train_other, _ = model(**other)
+    assert not torch.equal(train_one["loss_ser"], train_other["loss_ser"])

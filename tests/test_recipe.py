@@ -168,6 +168,11 @@ def test_results_per_fold_confusion_and_setup(recipe):
         assert heading in markdown
     assert "Label set (model output order): ang hap neu sad" in markdown
     assert "speaker_independent" in markdown and "valid.acc_ser" in markdown
+    # Our A2W model is the one registered ASR model, so the rows keep the paper's names
+    # (a --pretrained_asr run in the same directory adds its own: tests/test_recipe_zoo.py).
+    entry = json.loads((results / "asr_models" / "a2w.json").read_text())
+    assert entry["label"] == "A2W" and entry["suffix"] == "" and entry["source"] == ""
+    assert entry["folds"] == " ".join(FOLDS) and "[A2W]" not in markdown
 
 
 def test_every_final_model_is_packed(recipe):

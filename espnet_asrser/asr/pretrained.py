@@ -68,6 +68,7 @@ class PretrainedASR:
     source: str  # what the user passed
     config: Dict[str, Any]  # model-building part of the ASR config, absolute file paths
     model_file: Path
+    config_file: Optional[Path] = None  # the ASR config as found (unpacked) on disk
 
 
 def _looks_like_path(value: Any) -> bool:
@@ -113,6 +114,26 @@ def token_list_digest(tokens: Sequence[str]) -> str:
     """SHA-256 of a token list: equal lists, and only those, have equal digests (order
     matters: a list of the same size in another order maps ids to other tokens)."""
     return hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()
+
+
+def token_list_difference(
+    ours: Sequence[str], ours_name: str, theirs: Sequence[str], theirs_name: str
+) -> Optional[str]:
+    """None if the two token lists are equal, else a sentence naming both (sizes, SHA-256
+    digests and the first id where they differ)."""
+    ours_digest, theirs_digest = token_list_digest(ours), token_list_digest(theirs)
+    if ours_digest == theirs_digest:
+        return None
+    first = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
+    )
+    ours_at = ours[first] if first < len(ours) else "(end)"
+    theirs_at = theirs[first] if first < len(theirs) else "(end)"
+    return (
+        f"{ours_name} ({len(ours)} tokens, sha256 {ours_digest[:12]}) is not {theirs_name} "
+        f"({len(theirs)} tokens, sha256 {theirs_digest[:12]}); they first differ at id "
+        f"{first}: '{ours_at}' vs '{theirs_at}'"
+    )
 
 
 def asr_build_config(config: Dict[str, Any]) -> Dict[str, Any]:
@@ -195,7 +216,9 @@ def resolve_pretrained_asr(spec: str) -> PretrainedASR:
             f"{', '.join(missing)} (relative paths are read from the current directory; "
             "pack them with the model, e.g. `espnet2.bin.pack asr --option FILE`)"
         )
-    return PretrainedASR(source=spec, config=config, model_file=model_file)
+    return PretrainedASR(
+        source=spec, config=config, model_file=model_file, config_file=config_file
+    )
 
 
 def build_asr_from_config(asr_config: Dict[str, Any], source: str) -> ESPnetASRModel:
@@ -290,22 +313,15 @@ def adopt_tokenizer(args: argparse.Namespace, asr_config: Dict[str, Any], source
     """
     asr_tokens = read_token_list(asr_config["token_list"])
     if args.token_list is not None:
-        user_tokens = read_token_list(args.token_list)
-        user_digest, asr_digest = token_list_digest(user_tokens), token_list_digest(asr_tokens)
-        if user_digest != asr_digest:
-            name = args.token_list if isinstance(args.token_list, (str, Path)) else "(a list)"
-            first = next(
-                (i for i, (a, b) in enumerate(zip(user_tokens, asr_tokens)) if a != b),
-                min(len(user_tokens), len(asr_tokens)),
-            )
-            user_at = user_tokens[first] if first < len(user_tokens) else "(end)"
-            asr_at = asr_tokens[first] if first < len(asr_tokens) else "(end)"
+        name = args.token_list if isinstance(args.token_list, (str, Path)) else "(a list)"
+        difference = token_list_difference(
+            read_token_list(args.token_list), f"--token_list {name}",
+            asr_tokens, f"the token list of the pretrained ASR {source}",
+        )
+        if difference:
             raise ValueError(
-                f"--token_list {name} ({len(user_tokens)} tokens, sha256 "
-                f"{user_digest[:12]}) is not the token list of the pretrained ASR {source} "
-                f"({len(asr_tokens)} tokens, sha256 {asr_digest[:12]}); they first differ "
-                f"at id {first}: '{user_at}' vs '{asr_at}'. Leave --token_list out: the "
-                "pretrained ASR's own token list and tokenizer are used."
+                f"{difference}. Leave --token_list out: the pretrained ASR's own token list "
+                "and tokenizer are used."
             )
     args.token_list = asr_tokens
     for key in TOKENIZER_KEYS:

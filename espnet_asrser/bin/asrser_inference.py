@@ -7,6 +7,13 @@
 Writes Kaldi-style ``DIR/emotion`` (utt label), ``DIR/posteriors`` (utt p_1 ... p_C, in the
 order of ``DIR/classes``) and, for models with an ASR part, ``DIR/text`` (utt transcript).
 
+An utterance that cannot be decoded (audio shorter than the model's frontend or encoder
+can take, or an output that is not finite) does not stop the others: it is left out of
+those files, listed with the reason in ``DIR/failed`` (utt reason) and logged, and the
+command exits with status 1 after writing everything else. ``asrser_score`` refuses a
+hypothesis file that lacks a reference utterance, so such an utterance is never left out
+of a score unnoticed (docs/reliability.md, row 15).
+
 In Python::
 
     s2e = Speech2Emotion("exp/asrser/config.yaml", "exp/asrser/valid.acc_ser.best.pth")
@@ -38,15 +45,24 @@ from espnet2.torch_utils.device_funcs import to_device
 from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 from espnet_asrser.tasks.asrser import ASRSERTask
+from espnet_asrser.utils.audio_files import AudioError, format_problems, read_header
+from espnet_asrser.utils.kaldi_text import read_kaldi_text
 
 Audio = Union[np.ndarray, torch.Tensor]
 
 
 @dataclass
 class EmotionResult:
-    label: str
+    """The emotion of one utterance, or why it has none.
+
+    ``error`` is None for a decoded utterance. Otherwise it says why the utterance could not
+    be decoded; ``label`` is then None and ``posteriors`` empty.
+    """
+
+    label: Optional[str]
     posteriors: Dict[str, float]
     transcript: Optional[str] = None
+    error: Optional[str] = None
 
 
 class Speech2Emotion:
@@ -77,6 +93,9 @@ class Speech2Emotion:
         frontend = model.frontend or (model.asr.frontend if model.asr is not None else None)
         self.sample_rate = getattr(frontend, "fs", None)
         self.feature_size = frontend.output_size() if frontend is not None else None
+        self.min_samples = _min_samples(
+            [model.frontend, model.asr.frontend if model.asr is not None else None]
+        )
 
         self.beam_search = None
         if model.asr is not None:
@@ -190,7 +209,73 @@ class Speech2Emotion:
         text: Optional[torch.Tensor] = None,
         text_lengths: Optional[torch.Tensor] = None,
     ) -> List[EmotionResult]:
-        """Classify a padded batch (as produced by the ESPnet data loader)."""
+        """Classify a padded batch (as produced by the ESPnet data loader).
+
+        One result per utterance, in input order. An utterance that cannot be decoded gets a
+        result with ``error`` set, and the others are decoded as if it were not there: a
+        waveform shorter than :attr:`min_samples` is not tried; when the batch fails as a
+        whole, its utterances are decoded one by one.
+        """
+        if self.model.uses[1] and text is None:
+            # A fault of the call, not of an utterance: not one to report per utterance.
+            raise ValueError(f"mode '{self.model.mode}' needs 'text' (a transcript)")
+        waveform = speech.dim() == 2
+        results: List[Optional[EmotionResult]] = [None] * speech.size(0)
+        for i, length in enumerate(speech_lengths.tolist()):
+            if length == 0 or (waveform and length < self.min_samples):
+                results[i] = self._failure(length, waveform, None)
+        todo = [i for i, r in enumerate(results) if r is None]
+        if not todo:
+            return results
+        try:
+            decoded = self._decode(*_select(todo, speech, speech_lengths, text, text_lengths))
+        except Exception as e:
+            if len(todo) == 1:
+                decoded = [self._failure(int(speech_lengths[todo[0]]), waveform, e)]
+            else:
+                logging.warning(
+                    f"a batch of {len(todo)} utterances failed ({type(e).__name__}: {e}); "
+                    "decoding them one by one"
+                )
+                decoded = []
+                for i in todo:
+                    try:
+                        decoded += self._decode(
+                            *_select([i], speech, speech_lengths, text, text_lengths)
+                        )
+                    except Exception as e_one:
+                        decoded.append(
+                            self._failure(int(speech_lengths[i]), waveform, e_one)
+                        )
+        for i, result in zip(todo, decoded):
+            results[i] = result
+        return results
+
+    def _failure(
+        self, length: int, waveform: bool, error: Optional[Exception]
+    ) -> EmotionResult:
+        if waveform and self.sample_rate:
+            size = f"{length} samples, {length / self.sample_rate:.3f} s"
+        else:
+            size = f"{length} {'samples' if waveform else 'frames'}"
+        if length == 0:
+            reason = f"empty input ({size})"
+        elif waveform and length < self.min_samples:
+            reason = (
+                f"too short: {size}; the model's frontend needs at least "
+                f"{self.min_samples} samples (its STFT window)"
+            )
+        else:
+            reason = f"cannot be decoded ({size}): {type(error).__name__}: {error}"
+        return EmotionResult(label=None, posteriors={}, transcript=None, error=reason)
+
+    def _decode(
+        self,
+        speech: torch.Tensor,
+        speech_lengths: torch.Tensor,
+        text: Optional[torch.Tensor] = None,
+        text_lengths: Optional[torch.Tensor] = None,
+    ) -> List[EmotionResult]:
         # ESPnet's RNN encoders pack without enforce_sorted=False: decode longest first,
         # then return the results in input order.
         order = torch.argsort(speech_lengths, descending=True, stable=True)
@@ -212,6 +297,14 @@ class Speech2Emotion:
         posteriors = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         results: List[Optional[EmotionResult]] = [None] * len(order)
         for position, p, t in zip(order.tolist(), posteriors, transcripts):
+            if not np.isfinite(p).all():
+                # argmax would turn NaN posteriors into the first class, silently.
+                results[position] = EmotionResult(
+                    label=None,
+                    posteriors={},
+                    error=f"the model's output is not finite for this input ({p.tolist()})",
+                )
+                continue
             results[position] = EmotionResult(
                 label=self.classes[int(p.argmax())],
                 posteriors=dict(zip(self.classes, map(float, p))),
@@ -249,6 +342,65 @@ class Speech2Emotion:
         return padded, lengths, transcripts
 
 
+def _min_samples(frontends: Sequence[Optional[torch.nn.Module]]) -> int:
+    """The shortest waveform every STFT frontend of the model can take (1 if none).
+
+    A centred STFT reflect-pads ``n_fft // 2`` samples at each end, which torch refuses
+    for an input that is not longer than the padding.
+    """
+    need = 1
+    for frontend in frontends:
+        stft = getattr(frontend, "stft", None)
+        n_fft = getattr(stft, "n_fft", None)
+        if isinstance(n_fft, int):
+            need = max(need, n_fft // 2 + 1 if getattr(stft, "center", True) else n_fft)
+    return need
+
+
+def _select(
+    rows: List[int],
+    speech: torch.Tensor,
+    speech_lengths: torch.Tensor,
+    text: Optional[torch.Tensor],
+    text_lengths: Optional[torch.Tensor],
+):
+    """Rows of a padded batch, with the padding beyond their longest member cut."""
+    index = torch.tensor(rows, dtype=torch.long)
+    lengths = speech_lengths[index]
+    batch = speech[index][:, : int(lengths.max())]
+    if text is None:
+        return batch, lengths, None, None
+    t_lengths = text_lengths[index]
+    return batch, lengths, text[index][:, : max(int(t_lengths.max()), 1)], t_lengths
+
+
+def unusable_audio(
+    data_path_and_name_and_type: Sequence[Sequence[str]], fs: Optional[int]
+) -> Dict[str, str]:
+    """Utterance -> why its ``sound`` file cannot be decoded as it is.
+
+    ESPnet's loader would stop the whole run on an unreadable file, and would pass on a
+    truncated WAV (as a shorter utterance) or a file at another rate, which the model
+    would classify without a word.
+    """
+    bad: Dict[str, str] = {}
+    for path, _, data_type in data_path_and_name_and_type:
+        if data_type != "sound":
+            continue
+        for utt, wav in read_kaldi_text(path, allow_empty_value=False).items():
+            try:
+                header = read_header(wav)
+            except AudioError as e:
+                bad[utt] = str(e)
+                continue
+            problems = format_problems(header, fs) if fs else []
+            if not problems and header.channels != 1:
+                problems = [f"{header.channels} channels (expected mono)"]
+            if problems:
+                bad[utt] = f"audio file {wav} has {' and '.join(problems)}"
+    return bad
+
+
 def get_parser() -> argparse.ArgumentParser:
     parser = config_argparse.ArgumentParser(
         description="ASR-SER inference", formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -278,7 +430,8 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def inference(args: argparse.Namespace) -> None:
+def inference(args: argparse.Namespace) -> int:
+    """Decode the data into ``args.output_dir``; returns the number of failed utterances."""
     device = "cuda" if args.ngpu > 0 else "cpu"
     kwargs = dict(
         device=device,
@@ -292,21 +445,36 @@ def inference(args: argparse.Namespace) -> None:
         s2e = Speech2Emotion.from_pretrained(args.model_tag, **kwargs)
     else:
         s2e = Speech2Emotion(args.asrser_train_config, args.asrser_model_file, **kwargs)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    failed: List[str] = []
+    key_file = args.key_file
+    bad_audio = unusable_audio(args.data_path_and_name_and_type, s2e.sample_rate)
+    if bad_audio:
+        # The loader gets only the decodable keys; the others are reported as failed.
+        listed = read_kaldi_text(key_file or args.data_path_and_name_and_type[0][0])
+        failed += [f"{utt} {bad_audio[utt]}\n" for utt in listed if utt in bad_audio]
+        for line in failed:
+            logging.warning(line.rstrip("\n").replace(" ", ": ", 1))
+        key_file = str(out / "keys.decodable")
+        Path(key_file).write_text(
+            "".join(f"{utt}\n" for utt in listed if utt not in bad_audio), encoding="utf-8"
+        )
+    else:
+        (out / "keys.decodable").unlink(missing_ok=True)
     loader = ASRSERTask.build_streaming_iterator(
         args.data_path_and_name_and_type,
         dtype=args.dtype,
         batch_size=args.batch_size,
-        key_file=args.key_file,
+        key_file=key_file,
         num_workers=args.num_workers,
         preprocess_fn=ASRSERTask.build_preprocess_fn(s2e.args, False),
         collate_fn=ASRSERTask.build_collate_fn(s2e.args, False),
         allow_variable_data_keys=args.allow_variable_data_keys,
         inference=True,
     )
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "classes").write_text("".join(f"{c}\n" for c in s2e.classes), encoding="utf-8")
-    n = 0
+    n = len(failed)
     with open(out / "emotion", "w", encoding="utf-8") as f_emo, open(
         out / "posteriors", "w", encoding="utf-8"
     ) as f_post, open(out / "text", "w", encoding="utf-8") as f_text:
@@ -316,15 +484,30 @@ def inference(args: argparse.Namespace) -> None:
                 batch.get("text"), batch.get("text_lengths"),
             )
             for key, res in zip(keys, results):
+                if res.error is not None:
+                    logging.warning(f"{key}: {res.error}")
+                    failed.append(f"{key} {res.error}\n")
+                    continue
                 f_emo.write(f"{key} {res.label}\n")
                 probs = " ".join(f"{res.posteriors[c]:.6f}" for c in s2e.classes)
                 f_post.write(f"{key} {probs}\n")
                 if res.transcript is not None:
                     f_text.write(f"{key} {res.transcript}".rstrip() + "\n")
             n += len(keys)
-            logging.info(f"decoded {n} utterances")
+            logging.info(f"processed {n} utterances")
     if s2e.beam_search is None:
         (out / "text").unlink()
+    failed_file = out / "failed"
+    if failed:
+        failed_file.write_text("".join(failed), encoding="utf-8")
+        logging.error(
+            f"{len(failed)} of {n} utterances could not be decoded and are not in "
+            f"{out}/emotion: listed with the reason in {failed_file}. Scoring will refuse "
+            "the output until they are decoded or removed from the reference knowingly"
+        )
+    else:
+        failed_file.unlink(missing_ok=True)
+    return len(failed)
 
 
 def main(cmd=None):
@@ -336,8 +519,8 @@ def main(cmd=None):
     )
     if args.model_tag is None and args.asrser_train_config is None:
         parser.error("give --asrser_train_config and --asrser_model_file, or --model_tag")
-    inference(args)
+    return 1 if inference(args) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

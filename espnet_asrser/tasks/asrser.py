@@ -29,9 +29,11 @@ features and the text baselines need it.
 import argparse
 import contextvars
 import copy
+import inspect
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
+import humanfriendly
 import numpy as np
 
 from espnet2.tasks.asr import (
@@ -56,7 +58,9 @@ from espnet_asrser.asr.pretrained import (
 )
 from espnet_asrser.espnet_model import MODES, ESPnetASRSERModel, mode_inputs
 from espnet_asrser.tasks import register_asr_components
+from espnet_asrser.train.init_param import counted_init_param_loads
 from espnet_asrser.train.trainer import ASRSERTrainer
+from espnet_asrser.utils.train_data import check_data_files
 
 register_asr_components()
 
@@ -66,6 +70,11 @@ DEFAULT_EMOTIONS = ("ang", "hap", "neu", "sad")
 # weights, so --pretrained_asr (possibly absent on this machine) must not be opened.
 _REBUILDING_FROM_FILE: contextvars.ContextVar = contextvars.ContextVar(
     "asrser_rebuilding_from_file", default=False
+)
+# The args of a main_worker whose data are still to be checked. The check runs in
+# build_model, the first step after ESPnet has set up logging in main_worker.
+_DATA_TO_CHECK: contextvars.ContextVar = contextvars.ContextVar(
+    "asrser_data_to_check", default=None
 )
 
 
@@ -101,6 +110,46 @@ class EmotionPreprocessor:
         if self.text_preprocessor is not None:
             data = self.text_preprocessor(uid, data)
         return data
+
+
+def _frontend_rate(args: argparse.Namespace) -> Optional[int]:
+    """The sampling rate the model's frontend takes, or None where it is not known here
+    (dumped features, text modes, an ASR part still to be read from --pretrained_asr)."""
+    use_audio, _, use_asr = mode_inputs(args.mode)
+    config = vars(args)
+    if not use_audio and use_asr and (args.pretrained_asr or args.asr_config):
+        if not isinstance(args.asr_config, dict):
+            return None
+        config = args.asr_config
+    elif not (use_audio or use_asr):
+        return None
+    if config.get("input_size") is not None or config.get("frontend") is None:
+        return None
+    fs = (config.get("frontend_conf") or {}).get("fs")
+    if fs is None:
+        frontend_class = frontend_choices.get_class(config["frontend"])
+        parameter = inspect.signature(frontend_class).parameters.get("fs")
+        fs = None if parameter is None else parameter.default
+    if isinstance(fs, str):
+        fs = humanfriendly.parse_size(fs)  # "16k", as ESPnet's frontends accept
+    return fs if isinstance(fs, int) else None
+
+
+def check_training_data(args: argparse.Namespace) -> None:
+    """The train and valid data files against each other, the emotion classes and the
+    frontend's sampling rate (:mod:`espnet_asrser.utils.train_data`)."""
+    if args.multiple_iterator:
+        return  # the paths are patterns of several shards
+    fs = _frontend_rate(args)
+    for split in ("train", "valid"):
+        check_data_files(
+            split,
+            getattr(args, f"{split}_data_path_and_name_and_type"),
+            getattr(args, f"{split}_shape_file"),
+            emotion_classes=args.emotion_classes,
+            fs=fs,
+            allow_multi_rates=args.allow_multi_rates,
+        )
 
 
 class ASRSERTask(ASRTask):
@@ -198,6 +247,17 @@ class ASRSERTask(ASRTask):
         return ("text",)
 
     @classmethod
+    def main_worker(cls, args: argparse.Namespace):
+        """ESPnet's ``main_worker``, with the data files checked against each other before
+        the model is built and every ``--init_param`` counted (docs/reliability.md)."""
+        token = _DATA_TO_CHECK.set(args)
+        try:
+            with counted_init_param_loads(args.token_list):
+                super().main_worker(args)
+        finally:
+            _DATA_TO_CHECK.reset(token)
+
+    @classmethod
     def build_model_from_file(
         cls,
         config_file: Optional[Union[Path, str]] = None,
@@ -215,6 +275,9 @@ class ASRSERTask(ASRTask):
 
     @classmethod
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRSERModel:
+        if _DATA_TO_CHECK.get() is args:
+            _DATA_TO_CHECK.set(None)
+            check_training_data(args)
         use_audio, use_text, use_asr = mode_inputs(args.mode)
         pretrained_spec = getattr(args, "pretrained_asr", None)
         asr_config = getattr(args, "asr_config", None)

@@ -10,10 +10,12 @@
 #   4  word token list, IEMOCAP OOV rate         data/token_list/word
 #   5  ASR normalisation statistics and shapes   exp/asr_stats_<train set>
 #   6  A2W ASR pre-training                      exp/asr_<asr config>
+#      (--pretrained_asr: unpack and check it)   exp/asr_pretrained_<name>
 #   7  ASR decoding and WER: LibriSpeech test sets, IEMOCAP zero-shot
-#   8  SER statistics and shapes, per fold       exp/ser_stats_fold<k>
+#   8  SER statistics and shapes, per fold       exp/ser_stats_fold<k>(_raw)
 #   9  SER baselines per fold: audio, text, combined       exp/ser_fold<k>_<config>
 #  10  ASR-SER joint fine-tuning per fold                  exp/ser_fold<k>_<config>
+#      (--pretrained_asr: ..._pretrained_<name>, from waveforms)
 #  11  inference and scoring per fold and pooled           exp/ser_results
 #  12  RESULTS.md and packed models                        RESULTS.md, exp/packed
 #
@@ -21,11 +23,17 @@
 #   --stage N --stop_stage N     first and last stage to run (1, 12)
 #   --ngpu N                     GPUs per training job; decoding uses one if N > 0 (0)
 #   --nj N                       parallel jobs for dumping, decoding and inference (4)
-#   --train_jobs N               trainings run side by side (folds are independent) (1)
+#   --train_jobs N               trainings run side by side (folds are independent)
+#                                (1; 2 on the mini corpora, whose CPU trainings use one
+#                                thread each, so that two cores are both busy)
 #   --folds "1 2 3 4 5"          cross-validation folds to train and score
 #   --subset all|improvised --protocol speaker_independent|speaker_dependent
 #   --exc merge|drop --max_dur 20          IEMOCAP selection (local/prepare_iemocap.py)
 #   --emotion_classes "ang hap neu sad"    label set, in output order
+#   --resample false --downmix false       convert audio at another rate / with several
+#                                channels (stages 1-3) instead of stopping at it
+#   --drop_incomplete false      leave out, and list in dump/fbank/<set>/dropped_utts,
+#                                utterances a table lacks (stage 3) instead of stopping
 #   --mini_size default|tiny     size of the generated corpora when db.sh is empty
 #   --libri_valid_set dev_clean  --libri_test_sets "test_clean test_other"
 #   --word_vocab_size N          entries of the word token list (see run.sh)
@@ -37,9 +45,20 @@
 #   --asr_args --ser_args --decode_args "..."  extra options for ESPnet's trainers and
 #                                decoders; they become part of the experiment names
 #   --asr_model valid.acc.ave.pth --ser_model valid.acc_ser.best.pth   checkpoints used
-#   --pretrained_asr_config FILE --pretrained_asr_model FILE   a trained ESPnet A2W
-#                                model (word units, logmel frontend) instead of stages 5-6
-#   --pretrained_asr NAME        reserved for model-zoo names; not supported yet
+#   --pretrained_asr SPEC        start from a trained ESPnet ASR model instead of our A2W
+#                                model: a zip of `espnet2.bin.pack asr` (as the model zoo
+#                                serves them), its unpacked directory (with meta.yaml), or
+#                                CONFIG,MODEL. Stages 5 and 6 then train nothing; stage 7
+#                                decodes with it, and the ASR-SER model (stage 10) takes
+#                                its config, weights and tokenizer and reads waveforms
+#                                (data/<set>/wav.scp). Its experiments are named after it
+#                                (exp/asr_pretrained_<name>, ..._pretrained_<name>), so runs
+#                                with our A2W and with it share one recipe directory, and
+#                                RESULTS.md shows both. Model-zoo names are not downloaded.
+#                                Sub-word (BPE) models: --asrser_config
+#                                conf/zoo/train_asrser.yaml gives one ASR feature per word.
+#   --pretrained_asr_config FILE --pretrained_asr_model FILE   the same as
+#                                --pretrained_asr FILE,FILE
 #
 # Corpora: IEMOCAP and LIBRISPEECH in db.sh or the environment (both empty: generated mini
 # corpora). Where jobs run: CMD_BACKEND=local|slurm and SLURM_OPTS (cmd.sh).
@@ -61,12 +80,15 @@ stage=1
 stop_stage=12
 ngpu=0
 nj=4
-train_jobs=1
+train_jobs=
 folds="1 2 3 4 5"
 subset=all
 protocol=speaker_independent
 exc=merge
 max_dur=20
+resample=false
+downmix=false
+drop_incomplete=false
 emotion_classes="ang hap neu sad"
 mini_size=default
 libri_valid_set=dev_clean
@@ -120,14 +142,62 @@ for f in "${asr_config}" "${decode_config}" "${audio_config}" "${text_config}" \
     "${combined_config}" "${asrser_config}"; do
     [ -f "${f}" ] || die "config ${f} does not exist"
 done
-[ -z "${pretrained_asr}" ] || die "--pretrained_asr ${pretrained_asr}: model names" \
-    "are not supported yet; give an ESPnet A2W model as --pretrained_asr_config" \
-    "<its config.yaml> --pretrained_asr_model <its .pth>"
 if [ -n "${pretrained_asr_config}${pretrained_asr_model}" ]; then
+    [ -z "${pretrained_asr}" ] || die "give --pretrained_asr or" \
+        "--pretrained_asr_config/--pretrained_asr_model, not both"
     [ -f "${pretrained_asr_config}" ] && [ -f "${pretrained_asr_model}" ] ||
         die "--pretrained_asr_config and --pretrained_asr_model must both name files"
+    pretrained_asr=${pretrained_asr_config},${pretrained_asr_model}
 fi
-[ "${nj}" -ge 1 ] && [ "${train_jobs}" -ge 1 ] || die "--nj and --train_jobs must be >= 1"
+# The pretrained ASR: its path made absolute (so that the experiments' configs and
+# fingerprints do not depend on how it was written), its name (for its experiments),
+# and the files whose contents stand for it in the fingerprints.
+pretrained=false
+if [ -n "${pretrained_asr}" ]; then
+    pretrained=true
+    if [[ ${pretrained_asr} == *,* ]]; then
+        for f in "${pretrained_asr%%,*}" "${pretrained_asr#*,}"; do
+            [ -f "${f}" ] || die "--pretrained_asr ${pretrained_asr}: ${f} does not exist" \
+                "(CONFIG,MODEL: an ESPnet ASR config.yaml and its .pth)"
+        done
+        pretrained_asr=$(realpath -s "${pretrained_asr%%,*}"),$(realpath -s "${pretrained_asr#*,}")
+        pretrained_files=("${pretrained_asr%%,*}" "${pretrained_asr#*,}")
+        pretrained_name=$(basename "$(dirname "$(realpath "${pretrained_files[1]}")")")
+    elif [ -d "${pretrained_asr}" ]; then
+        [ -f "${pretrained_asr}/meta.yaml" ] || die "--pretrained_asr ${pretrained_asr} is a" \
+            "directory without meta.yaml: give an unpacked model-zoo archive, or CONFIG,MODEL"
+        pretrained_asr=$(realpath -s "${pretrained_asr}")
+        pretrained_files=("${pretrained_asr}/meta.yaml")
+        # And the config and weights that meta.yaml names: a directory can be updated
+        # (git pull) without a new meta.yaml.
+        while read -r f; do
+            pretrained_files+=("${pretrained_asr}/${f}")
+        done < <(sed -n 's/^ *asr_\(model_file\|train_config\): *//p' "${pretrained_files[0]}")
+        pretrained_name=$(basename "${pretrained_asr}")
+    elif [ -f "${pretrained_asr}" ]; then
+        pretrained_asr=$(realpath -s "${pretrained_asr}")
+        pretrained_files=("${pretrained_asr}")
+        pretrained_name=$(basename "${pretrained_asr}")
+        pretrained_name=${pretrained_name%.zip}
+        pretrained_name=${pretrained_name%.tgz}
+        pretrained_name=${pretrained_name%.tar.gz}
+    else
+        die "--pretrained_asr ${pretrained_asr} is neither a local archive (.zip, .tar.gz)," \
+            "an unpacked archive directory (with meta.yaml) nor CONFIG,MODEL. Model-zoo" \
+            "names are not downloaded here. On a machine with network access," \
+            "python -c \"from espnet_model_zoo.downloader import ModelDownloader as D;" \
+            "print(D().download('${pretrained_asr}'))\" fetches the model and prints where" \
+            "it is (a zip, or a Hugging Face directory with meta.yaml); copy that here and" \
+            "pass its local path as --pretrained_asr"
+    fi
+    pretrained_name=$(echo "${pretrained_name}" | sed 's/[^A-Za-z0-9_-]/_/g')
+fi
+if [ -z "${train_jobs}" ]; then
+    train_jobs=1
+    ${use_mini} && train_jobs=2
+fi
+[[ ${nj} =~ ^[1-9][0-9]*$ ]] && [[ ${train_jobs} =~ ^[1-9][0-9]*$ ]] ||
+    die "--nj and --train_jobs take whole numbers >= 1, got '${nj}' and '${train_jobs}'"
 for k in ${folds}; do
     [[ ${k} =~ ^[1-5]$ ]] || die "--folds takes fold numbers 1 to 5, got '${k}'"
 done
@@ -167,14 +237,29 @@ libri_sets() {
     done
 }
 
-if [ -n "${pretrained_asr_config}" ]; then
-    asr_train_config=${pretrained_asr_config}
-    asr_model_file=${pretrained_asr_model}
-    asr_exp=exp/asr_pretrained_$(basename "$(dirname "$(realpath "${pretrained_asr_model}")")")
+# The ASR model: our A2W model (stage 6), or a pretrained one. Whatever depends on it
+# (its decodings, the ASR-SER experiments, their results) carries asr_key in its name, so
+# that both kinds of run coexist; our A2W keeps the plain names.
+# Where the ASR (and ASR-SER) read their input: our A2W the dumped log-mel features, a
+# pretrained model the waveforms, which its own frontend turns into its own features.
+fbank=(dump/fbank feats.scp,speech,kaldi_ark)
+raw=(data wav.scp,speech,sound)
+if ${pretrained}; then
+    asr_key=pretrained_${pretrained_name}
+    asr_suffix=_${asr_key}
+    asr_label="pretrained: ${pretrained_name}"
+    asr_exp=exp/asr_${asr_key}
+    asr_train_config=${asr_exp}/config.yaml
+    asr_model_file=${asr_exp}/model.pth
+    asr_input=("${raw[@]}")
 else
+    asr_key=a2w
+    asr_suffix=
+    asr_label=A2W
     asr_exp=exp/asr_$(config_tag "${asr_config}" "${asr_args}")
     asr_train_config=${asr_exp}/config.yaml
     asr_model_file=${asr_exp}/${asr_model}
+    asr_input=("${fbank[@]}")
 fi
 decode_tag=$(config_tag "${decode_config}" "${decode_args}")
 asr_decode_dir=${asr_exp}/decode_${decode_tag}_${asr_model_file##*/}
@@ -183,7 +268,9 @@ asr_decode_dir=${asr_decode_dir%.pth}
 declare -A ser_config=([audio]=${audio_config} [text]=${text_config}
     [combined]=${combined_config} [asrser]=${asrser_config})
 ser_exp() { # ser_exp MODE FOLD
-    echo "${ser_prefix}_fold${2}_$(config_tag "${ser_config[$1]}" "${ser_args}")"
+    local suffix=
+    [ "$1" != asrser ] || suffix=${asr_suffix}
+    echo "${ser_prefix}_fold${2}_$(config_tag "${ser_config[$1]}" "${ser_args}")${suffix}"
 }
 
 # ------------------------------------------------------------------ step bookkeeping
@@ -290,19 +377,20 @@ if [ "${stage}" -le 1 ] && [ "${stop_stage}" -ge 1 ]; then
     # Counts per class, per drop reason and per fold are logged; the script is
     # idempotent itself and also normalises the transcripts to the word convention.
     python local/prepare_iemocap.py --iemocap "${IEMOCAP}" --out data --name "${iemocap}" \
-        --subset "${subset}" --protocol "${protocol}" --exc "${exc}" --max_dur "${max_dur}"
+        --subset "${subset}" --protocol "${protocol}" --exc "${exc}" --max_dur "${max_dur}" \
+        --resample "${resample}" --downmix "${downmix}"
     end_stage 1
 fi
 
 if [ "${stage}" -le 2 ] && [ "${stop_stage}" -ge 2 ]; then
     log "Stage 2: LibriSpeech data directories"
     make_mini_corpora
-    if [ -z "${LIBRISPEECH}" ] && [ -n "${pretrained_asr_config}" ]; then
+    if [ -z "${LIBRISPEECH}" ] && ${pretrained}; then
         log "LIBRISPEECH is empty and the ASR model is given: no LibriSpeech test WER"
     else
         need_corpus LIBRISPEECH
         python local/prepare_librispeech.py --librispeech "${LIBRISPEECH}" --out data \
-            --nj "${nj}"
+            --nj "${nj}" --resample "${resample}" --downmix "${downmix}"
     fi
     end_stage 2
 fi
@@ -316,9 +404,16 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
     # The jobs of all sets run in one pool, then each set's outputs are joined.
     max_jobs=${nj}
     declare -A dump_jobs dump_sigs
-    for set in ${iemocap}_all $(libri_sets); do
+    libri_dump=$(libri_sets)
+    if ${pretrained} && [ -n "${libri_dump}" ]; then
+        # Only our A2W model reads dumped LibriSpeech features (stages 5-7).
+        log "LibriSpeech features are not dumped: the pretrained ASR reads waveforms"
+        libri_dump=
+    fi
+    for set in ${iemocap}_all ${libri_dump}; do
         out=dump/fbank/${set}
-        sig=$(fingerprint logmel40 data/${set}/*)
+        sig=$(fingerprint logmel40 resample=${resample} downmix=${downmix} \
+            drop=${drop_incomplete} data/${set}/*)
         if is_done "${out}" "${sig}"; then
             log "${out} is up to date"
             continue
@@ -330,13 +425,14 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         log "dumping ${set}: ${n} utterances in ${dump_jobs[${set}]} jobs (logs in ${out}/log)"
         for j in $(seq "${dump_jobs[${set}]}"); do
             launch "${out}/log/dump.${j}.log" python local/dump_feats.py compute \
-                --data "data/${set}" --out "${out}" --nj "${dump_jobs[${set}]}" --job "${j}"
+                --data "data/${set}" --out "${out}" --nj "${dump_jobs[${set}]}" --job "${j}" \
+                --resample "${resample}" --downmix "${downmix}"
         done
     done
     wait_launched "feature dumping"
     for set in "${!dump_jobs[@]}"; do
         python local/dump_feats.py merge --data "data/${set}" --out "dump/fbank/${set}" \
-            --nj "${dump_jobs[${set}]}"
+            --nj "${dump_jobs[${set}]}" --drop_incomplete "${drop_incomplete}"
         mark_done "dump/fbank/${set}" "${dump_sigs[${set}]}"
     done
     # The folds' utterances are those of iemocap_all: their dump directories point into
@@ -345,10 +441,11 @@ if [ "${stage}" -le 3 ] && [ "${stop_stage}" -ge 3 ]; then
         for part in train valid test; do
             set=${iemocap}_fold${k}_${part}
             out=dump/fbank/${set}
-            sig=$(fingerprint logmel40 data/${set}/* dump/fbank/${iemocap}_all/feats.scp)
+            sig=$(fingerprint logmel40 drop=${drop_incomplete} data/${set}/* \
+                dump/fbank/${iemocap}_all/feats.scp)
             is_done "${out}" "${sig}" && continue
             python local/dump_feats.py subset --src "dump/fbank/${iemocap}_all" \
-                --data "data/${set}" --out "${out}"
+                --data "data/${set}" --out "${out}" --drop_incomplete "${drop_incomplete}"
             mark_done "${out}" "${sig}"
         done
     done
@@ -357,13 +454,23 @@ fi
 
 if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     log "Stage 4: word token list (${token_dir}) and IEMOCAP OOV rate"
-    if [ -n "${pretrained_asr_config}" ]; then
-        # Fine-tuning keeps the pretrained output layer, so its word list is the list.
-        source_args=(--from_config "${pretrained_asr_config}")
+    train_set=$(libri_train_set)
+    if ${pretrained}; then
+        # The pretrained ASR tokenises with its own units; the text baselines (stage 9)
+        # still need words.
+        log "the ASR-SER model uses the pretrained ASR's own tokenizer; this word list" \
+            "is for the text baselines' word embeddings"
+    fi
+    if [ -n "${train_set}" ]; then
+        source_args=(--train_text "data/${train_set}/text" --vocab_size "${word_vocab_size}")
+    elif ${pretrained}; then
+        # No embedding is trained for a word that only the test session has, whether it
+        # is in the list or <unk>: the list's origin does not favour the test sessions.
+        log "no LibriSpeech training set (LIBRISPEECH is empty): the word list is made" \
+            "from the IEMOCAP transcripts (data/${iemocap}_all/text)"
+        source_args=(--train_text "data/${iemocap}_all/text" --vocab_size "${word_vocab_size}")
     else
-        train_set=$(libri_train_set)
-        [ -n "${train_set}" ] || die "no LibriSpeech training set in data/: run stage 2"
-        source_args=(--train_text "dump/fbank/${train_set}/text" --vocab_size "${word_vocab_size}")
+        die "no LibriSpeech training set in data/: run stage 2"
     fi
     sig=$(fingerprint "${source_args[@]}" "dump/fbank/${iemocap}_all/text")
     if is_done "${token_dir}" "${sig}"; then
@@ -377,16 +484,15 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
     end_stage 4
 fi
 
-# Data options of ESPnet's trainers, for the training and the validation set.
-# Each FILE,NAME,TYPE names a file of the dump directories (text,text,text).
-data_args() { # data_args TRAIN_SET VALID_SET STATS_DIR FILE,NAME,TYPE...
-    local train=$1 valid=$2 stats=$3 spec
-    shift 3
-    echo "--train_data_path_and_name_and_type dump/fbank/${train}/feats.scp,speech,kaldi_ark"
-    echo "--valid_data_path_and_name_and_type dump/fbank/${valid}/feats.scp,speech,kaldi_ark"
-    for spec in "$@"; do
-        echo "--train_data_path_and_name_and_type dump/fbank/${train}/${spec}"
-        echo "--valid_data_path_and_name_and_type dump/fbank/${valid}/${spec}"
+# Data options of ESPnet's trainers, for the training and the validation set: "${fbank[@]}"
+# (dumped features) or "${raw[@]}" (waveforms) as DIR SPEECH, then each FILE,NAME,TYPE
+# names a file of the sets' directories in DIR (text,text,text).
+data_args() { # data_args DIR SPEECH TRAIN_SET VALID_SET STATS_DIR FILE,NAME,TYPE...
+    local dir=$1 speech=$2 train=$3 valid=$4 stats=$5 spec
+    shift 5
+    for spec in "${speech}" "$@"; do
+        echo "--train_data_path_and_name_and_type ${dir}/${train}/${spec}"
+        echo "--valid_data_path_and_name_and_type ${dir}/${valid}/${spec}"
     done
     if [ -n "${stats}" ]; then
         echo "--train_shape_file ${stats}/train/speech_shape"
@@ -394,26 +500,28 @@ data_args() { # data_args TRAIN_SET VALID_SET STATS_DIR FILE,NAME,TYPE...
         echo "--normalize global_mvn --normalize_conf stats_file=${stats}/train/feats_stats.npz"
     else
         # Collecting statistics: any file listing the keys serves as shape file.
-        echo "--train_shape_file dump/fbank/${train}/feats.scp"
-        echo "--valid_shape_file dump/fbank/${valid}/feats.scp"
+        echo "--train_shape_file ${dir}/${train}/${speech%%,*}"
+        echo "--valid_shape_file ${dir}/${valid}/${speech%%,*}"
         echo "--normalize none"
     fi
 }
 
-if [ -z "${pretrained_asr_config}" ]; then
+if ! ${pretrained}; then
     asr_train_set=$(libri_train_set)
     asr_stats=exp/asr_stats_${asr_train_set}
 fi
 if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     log "Stage 5: ASR normalisation statistics and shapes"
-    if [ -n "${pretrained_asr_config}" ]; then
-        log "skipped: the ASR model is given (--pretrained_asr_config)"
+    if ${pretrained}; then
+        log "skipped: the ASR model is given (--pretrained_asr); its own normalisation" \
+            "statistics come with it"
     else
         [ -n "${asr_train_set}" ] || die "no LibriSpeech training set in data/: run stage 2"
         # shellcheck disable=SC2046,SC2086  # word splitting of option lists is intended
         args=(--collect_stats true --config "${asr_config}" --token_type word
             --token_list "${token_list}" --output_dir "${asr_stats}"
-            $(data_args "${asr_train_set}" "${libri_valid_set}" "" text,text,text) ${asr_args})
+            $(data_args "${fbank[@]}" "${asr_train_set}" "${libri_valid_set}" "" text,text,text)
+            ${asr_args})
         sig=$(fingerprint "${args[@]}")
         if is_done "${asr_stats}" "${sig}"; then
             log "${asr_stats} is up to date"
@@ -429,13 +537,33 @@ fi
 
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: A2W ASR pre-training (${asr_exp})"
-    if [ -n "${pretrained_asr_config}" ]; then
-        log "skipped: the ASR model is given (--pretrained_asr_config)"
+    if ${pretrained}; then
+        log "no pre-training: the ASR model is given (--pretrained_asr ${pretrained_asr});" \
+            "unpacking and checking it"
+        sig=$(fingerprint "${pretrained_asr}" "${pretrained_files[@]}")
+        if [ -f "${asr_exp}/.done" ] && ! is_done "${asr_exp}" "${sig}"; then
+            die "${asr_exp} was made from another --pretrained_asr of the name" \
+                "${pretrained_name} (see ${asr_exp}/.done, which names it): remove it, or" \
+                "give this model another file or directory name"
+        fi
+        if is_done "${asr_exp}" "${sig}"; then
+            log "${asr_exp} is up to date"
+        else
+            unpack_log=${asr_exp}/log/pretrained_asr.log
+            mkdir -p "${asr_exp}/log"
+            python local/pretrained_asr.py --pretrained_asr "${pretrained_asr}" \
+                --out "${asr_exp}" >"${unpack_log}" 2>&1 ||
+                die "--pretrained_asr ${pretrained_asr} cannot be used; see ${unpack_log}:" \
+                    "$(tail -n 1 "${unpack_log}")"
+            mark_done "${asr_exp}" "${sig}"
+        fi
+        log "$(tail -n 1 "${asr_exp}/log/pretrained_asr.log")"
     else
         # shellcheck disable=SC2046,SC2086
         args=(--config "${asr_config}" --token_type word --token_list "${token_list}"
             --ngpu "${ngpu}" --resume true --output_dir "${asr_exp}"
-            $(data_args "${asr_train_set}" "${libri_valid_set}" "${asr_stats}" text,text,text)
+            $(data_args "${fbank[@]}" "${asr_train_set}" "${libri_valid_set}" "${asr_stats}" \
+                text,text,text)
             ${asr_args})
         sig=$(fingerprint "${args[@]}" "${asr_stats}/train/feats_stats.npz")
         check_exp "${asr_exp}" "${sig}"
@@ -457,9 +585,12 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     log "Stage 7: ASR decoding and WER (${asr_decode_dir})"
     [ -f "${asr_model_file}" ] || die "no ASR model ${asr_model_file}: run stage 6"
     max_jobs=${nj}
+    # Our A2W model decodes the dumped features, a pretrained one the waveforms.
+    asr_dir=${asr_input[0]}
+    asr_speech=${asr_input[1]}
     decode_sets=()
     for set in ${libri_test_sets} ${iemocap}_all; do
-        [ ! -d "dump/fbank/${set}" ] || decode_sets+=("${set}")
+        [ ! -d "${asr_dir}/${set}" ] || decode_sets+=("${set}")
     done
     # The jobs of all sets run in one pool; then each set's outputs are joined and scored.
     pending_sets=()
@@ -468,19 +599,19 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
         # shellcheck disable=SC2086
         args=(--config "${decode_config}" --asr_train_config "${asr_train_config}"
             --asr_model_file "${asr_model_file}" --batch_size 1 --ngpu "${ngpu_decode}"
-            --data_path_and_name_and_type "dump/fbank/${set}/feats.scp,speech,kaldi_ark"
+            --data_path_and_name_and_type "${asr_dir}/${set}/${asr_speech}"
             ${decode_args})
-        sig=$(fingerprint "${args[@]}" "dump/fbank/${set}/text")
+        sig=$(fingerprint "${args[@]}" "${asr_dir}/${set}/text")
         is_done "${dir}" "${sig}" && continue
         rm -rf "${dir}"
         mkdir -p "${dir}/logdir"
         printf '%s\n' "${sig}" >"${dir}/.pending"
         pending_sets+=("${set}")
-        n=$(wc -l <"dump/fbank/${set}/feats.scp")
+        n=$(wc -l <"${asr_dir}/${set}/${asr_speech%%,*}")
         jobs_here=$((n < nj ? n : nj))
         # Round-robin split: long and short utterances spread evenly over the jobs.
         awk -v n="${jobs_here}" -v d="${dir}/logdir" \
-            '{print $1 > (d "/keys." ((NR - 1) % n + 1))}' "dump/fbank/${set}/feats.scp"
+            '{print $1 > (d "/keys." ((NR - 1) % n + 1))}' "${asr_dir}/${set}/${asr_speech%%,*}"
         log "decoding ${set}: ${n} utterances in ${jobs_here} jobs (logs in ${dir}/logdir)"
         for j in $(seq "${jobs_here}"); do
             launch "${dir}/logdir/decode.${j}.log" --gpu "${ngpu_decode}" \
@@ -491,8 +622,14 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     wait_launched "decoding"
     for set in "${pending_sets[@]}"; do
         dir=${asr_decode_dir}/${set}
-        cat "${dir}"/logdir/output.*/1best_recog/text | LC_ALL=C sort >"${dir}/text"
-        python -m espnet_asrser.bin.asrser_score --ref_text "dump/fbank/${set}/text" \
+        if ${pretrained}; then
+            # Words of the pretrained ASR's tokenizer, in our references' convention.
+            cat "${dir}"/logdir/output.*/1best_recog/text | LC_ALL=C sort >"${dir}/text.1best"
+            python local/normalize_text.py "${dir}/text.1best" "${dir}/text"
+        else
+            cat "${dir}"/logdir/output.*/1best_recog/text | LC_ALL=C sort >"${dir}/text"
+        fi
+        python -m espnet_asrser.bin.asrser_score --ref_text "${asr_dir}/${set}/text" \
             --hyp_text "${dir}/text" --output_json "${dir}/score.json" \
             --output_md "${dir}/score.md" >"${dir}/score.log"
         mv "${dir}/.pending" "${dir}/.done"
@@ -505,12 +642,12 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     for k in ${folds}; do
         test=${iemocap}_fold${k}_test
         dir=${asr_decode_dir}/${test}
-        sig=$(fingerprint "${asr_decode_dir}/${iemocap}_all/text" "dump/fbank/${test}/text")
+        sig=$(fingerprint "${asr_decode_dir}/${iemocap}_all/text" "${asr_dir}/${test}/text")
         if ! is_done "${dir}" "${sig}"; then
             mkdir -p "${dir}"
-            awk 'NR == FNR {keep[$1]; next} $1 in keep' "dump/fbank/${test}/utt2spk" \
+            awk 'NR == FNR {keep[$1]; next} $1 in keep' "${asr_dir}/${test}/utt2spk" \
                 "${asr_decode_dir}/${iemocap}_all/text" >"${dir}/text"
-            python -m espnet_asrser.bin.asrser_score --ref_text "dump/fbank/${test}/text" \
+            python -m espnet_asrser.bin.asrser_score --ref_text "${asr_dir}/${test}/text" \
                 --hyp_text "${dir}/text" --output_json "${dir}/score.json" >"${dir}/score.log"
             mark_done "${dir}" "${sig}"
         fi
@@ -523,21 +660,33 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     log "Stage 8: SER normalisation statistics and shapes, per fold"
     # From each fold's training part only: the test session's (and the validation
     # speaker's) features never enter the normalisation.
+    # With a pretrained ASR, the ASR-SER model reads waveforms and its acoustic branch
+    # computes the audio config's log-mel from them: the same features, but shapes in
+    # samples, so the waveform data get statistics of their own (_raw).
     max_jobs=${train_jobs}
+    inputs=(fbank)
+    ! ${pretrained} || inputs+=(raw)
     for k in ${folds}; do
-        stats=${ser_prefix}_stats_fold${k}
-        # shellcheck disable=SC2046,SC2086
-        args=(--collect_stats true --config "${audio_config}" --mode audio
-            --emotion_classes ${emotion_classes} --output_dir "${stats}"
-            $(data_args "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" "" \
-                emotion,emotion,text) ${ser_args})
-        sig=$(fingerprint "${args[@]}")
-        if is_done "${stats}" "${sig}"; then
-            log "${stats} is up to date"
-            continue
-        fi
-        launch --done "${stats}" "${sig}" "${stats}/log/stats.log" \
-            python -m espnet_asrser.bin.asrser_train "${args[@]}"
+        for input in "${inputs[@]}"; do
+            stats=${ser_prefix}_stats_fold${k}
+            stats_input=("${fbank[@]}")
+            if [ "${input}" = raw ]; then
+                stats+=_raw
+                stats_input=("${raw[@]}")
+            fi
+            # shellcheck disable=SC2046,SC2086
+            args=(--collect_stats true --config "${audio_config}" --mode audio
+                --emotion_classes ${emotion_classes} --output_dir "${stats}"
+                $(data_args "${stats_input[@]}" "${iemocap}_fold${k}_train" \
+                    "${iemocap}_fold${k}_valid" "" emotion,emotion,text) ${ser_args})
+            sig=$(fingerprint "${args[@]}")
+            if is_done "${stats}" "${sig}"; then
+                log "${stats} is up to date"
+                continue
+            fi
+            launch --done "${stats}" "${sig}" "${stats}/log/stats.log" \
+                python -m espnet_asrser.bin.asrser_train "${args[@]}"
+        done
     done
     wait_launched "SER statistics"
     end_stage 8
@@ -546,31 +695,44 @@ fi
 # train_ser MODE FOLD: launch the training of one SER model unless it is trained.
 train_ser() {
     local mode=$1 k=$2 exp config data_specs=(emotion,emotion,text) extra=()
+    local input=("${fbank[@]}") stats=${ser_prefix}_stats_fold${k} asr_files=()
     exp=$(ser_exp "${mode}" "${k}")
     config=${ser_config[${mode}]}
-    local stats=${ser_prefix}_stats_fold${k}
+    if [ "${mode}" = asrser ] && ${pretrained}; then
+        input=("${raw[@]}")
+        stats+=_raw
+    fi
     [ -f "${stats}/train/feats_stats.npz" ] || die "no ${stats}: run stage 8"
-    [ "${mode}" = audio ] || {
-        data_specs+=(text,text,text)
-        extra+=(--token_type word --token_list "${token_list}")
-    }
+    [ "${mode}" = audio ] || data_specs+=(text,text,text)
+    local words=(--token_type word --token_list "${token_list}")
+    case ${mode} in text | combined) extra+=("${words[@]}") ;; esac
     if [ "${mode}" = asrser ]; then
         [ -f "${asr_model_file}" ] || die "no ASR model ${asr_model_file}: run stage 6"
         mkdir -p "${exp}"
-        python local/asr_part_config.py --asr_config "${asr_train_config}" \
-            --ser_config "${config}" --out "${exp}/input_config.yaml"
+        if ${pretrained}; then
+            # The ASR part is built from the pretrained model's own config and loaded
+            # from its weights, and the text is tokenised with its tokenizer
+            # (asrser_train --pretrained_asr); the acoustic branch keeps our log-mel.
+            python local/pretrained_asrser_config.py --ser_config "${config}" \
+                --audio_config "${audio_config}" --out "${exp}/input_config.yaml"
+            extra+=(--pretrained_asr "${asr_train_config},${asr_model_file}")
+            asr_files=("${asr_model_file}")
+        else
+            python local/asr_part_config.py --asr_config "${asr_train_config}" \
+                --ser_config "${config}" --out "${exp}/input_config.yaml"
+            # Only the ASR part (asr.*) starts from the A2W model; ESPnet stops if a
+            # tensor does not fit (no --ignore_init_mismatch).
+            extra+=("${words[@]}" --init_param "${asr_model_file}::asr")
+        fi
         config=${exp}/input_config.yaml
-        # Only the ASR part (asr.*) starts from the A2W model; ESPnet stops if a tensor
-        # does not fit (no --ignore_init_mismatch).
-        extra+=(--init_param "${asr_model_file}::asr")
     fi
     # shellcheck disable=SC2046,SC2086
     local args=(--config "${config}" --mode "${mode}" --emotion_classes ${emotion_classes}
         "${extra[@]}" --ngpu "${ngpu}" --resume true --output_dir "${exp}"
-        $(data_args "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" "${stats}" \
-            "${data_specs[@]}") ${ser_args})
+        $(data_args "${input[@]}" "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" \
+            "${stats}" "${data_specs[@]}") ${ser_args})
     local sig
-    sig=$(fingerprint "${args[@]}" "${stats}/train/feats_stats.npz")
+    sig=$(fingerprint "${args[@]}" "${stats}/train/feats_stats.npz" "${asr_files[@]}")
     check_exp "${exp}" "${sig}"
     if is_done "${exp}" "${sig}"; then
         log "${exp} is trained"
@@ -604,6 +766,14 @@ fi
 
 # The six rows of the paper's Table 1: system -> model (its mode) and transcript source.
 systems="audio text text_asr combined combined_asr asrser"
+# Where a system's scores go: the rows that depend on the ASR model are kept per ASR
+# model (asrser, asrser_pretrained_<name>, ...).
+result_key() { # result_key SYSTEM
+    case $1 in
+        asrser | *_asr) echo "$1${asr_suffix}" ;;
+        *) echo "$1" ;;
+    esac
+}
 # score SYSTEM REF_DIR OUT_DIR [ASR_TEXT]: WA, UA and confusion matrix of OUT_DIR/emotion,
 # with the WER of the transcripts the system used: ASR-SER's own (OUT_DIR/text) or the
 # pipeline's input (ASR_TEXT).
@@ -631,9 +801,11 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         for system in ${systems}; do
             exp=$(ser_exp "${system%_asr}" "${k}")
             [ -f "${exp}/${ser_model}" ] || die "no ${exp}/${ser_model}: run stages 9 and 10"
+            speech=("${fbank[@]}")
+            [ "${system}" != asrser ] || speech=("${asr_input[@]}")
             args=(--asrser_train_config "${exp}/config.yaml"
                 --asrser_model_file "${exp}/${ser_model}" --ngpu "${ngpu_decode}"
-                --data_path_and_name_and_type "dump/fbank/${test}/feats.scp,speech,kaldi_ark")
+                --data_path_and_name_and_type "${speech[0]}/${test}/${speech[1]}")
             case ${system} in
                 audio)
                     dir=${exp}/decode/${test}
@@ -674,12 +846,18 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         for system in ${systems}; do
             dir=${out_dir[${system},${k}]}
             if [ -f "${dir}/.pending" ]; then
+                if [ "${system}" = asrser ] && ${pretrained}; then
+                    # As in stage 7: the pretrained tokenizer's words, our convention.
+                    mv "${dir}/text" "${dir}/text.1best"
+                    python local/normalize_text.py "${dir}/text.1best" "${dir}/text"
+                fi
                 score "${system}" "dump/fbank/${test}" "${dir}" "${asr_decode_dir}/${test}/text"
                 mv "${dir}/.pending" "${dir}/.done"
             fi
-            mkdir -p "${results_dir}/${system}"
-            cmp -s "${dir}/score.json" "${results_dir}/${system}/fold${k}.json" ||
-                cp "${dir}/score.json" "${results_dir}/${system}/fold${k}.json"
+            key=$(result_key "${system}")
+            mkdir -p "${results_dir}/${key}"
+            cmp -s "${dir}/score.json" "${results_dir}/${key}/fold${k}.json" ||
+                cp "${dir}/score.json" "${results_dir}/${key}/fold${k}.json"
         done
     done
     # Pooled over folds: the hypotheses of all folds are scored together (not the mean
@@ -692,7 +870,8 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         fi
     }
     for system in ${systems}; do
-        pooled=${results_dir}/${system}/pooled
+        key=$(result_key "${system}")
+        pooled=${results_dir}/${key}/pooled
         names=(emotion)
         case ${system} in asrser | *_asr) names+=(text) ;; esac
         inputs=()
@@ -716,25 +895,43 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
             score "${system}" "${pooled}/ref" "${pooled}" "${pooled}/text"
             mark_done "${pooled}" "${sig}"
         fi
-        cmp -s "${pooled}/score.json" "${results_dir}/${system}/pooled.json" ||
-            cp "${pooled}/score.json" "${results_dir}/${system}/pooled.json"
-        log "${system}, folds ${folds} pooled: $(head -n 1 "${pooled}/score.log")"
+        cmp -s "${pooled}/score.json" "${results_dir}/${key}/pooled.json" ||
+            cp "${pooled}/score.json" "${results_dir}/${key}/pooled.json"
+        log "${key}, folds ${folds} pooled: $(head -n 1 "${pooled}/score.log")"
     done
     end_stage 11
 fi
 
 if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     log "Stage 12: RESULTS.md and packed models (exp/packed)"
+    # This run's ASR model joins those whose results ${results_dir} holds already (our
+    # A2W model, pretrained ones): RESULTS.md shows them side by side. Written only when
+    # it changes, and before the fingerprint below, which it is part of.
+    mkdir -p "${results_dir}/asr_models"
+    entry=${results_dir}/asr_models/${asr_key}.json
+    # shellcheck disable=SC2086
+    python - label "${asr_label}" suffix "${asr_suffix}" folds "$(echo ${folds})" \
+        source "${pretrained_asr}" asr_exp "${asr_exp}" asr_config "${asr_train_config}" \
+        asr_model "${asr_model_file}" decode_dir "${asr_decode_dir}" \
+        decode_config "${decode_config}" asrser_exp "$(ser_exp asrser "{k}")" \
+        >"${entry}.new" <<'EOF'
+import json, sys
+print(json.dumps(dict(zip(sys.argv[1::2], sys.argv[2::2])), indent=1))
+EOF
+    if cmp -s "${entry}.new" "${entry}"; then
+        rm "${entry}.new"
+    else
+        mv "${entry}.new" "${entry}"
+    fi
     exp_args=()
-    for mode in audio text combined asrser; do
+    for mode in audio text combined; do
         exp_args+=(--ser_exp "${mode}=$(ser_exp "${mode}" "{k}")")
     done
     # shellcheck disable=SC2086
     args=(--results_dir "${results_dir}" --folds ${folds} --data "data/${iemocap}_all"
         --fold_data "data/${iemocap}_fold{k}_{part}" --oov "${token_dir}/oov_rate.json"
-        --asr_config "${asr_train_config}" --asr_model "${asr_model_file}"
-        --asr_decode_dir "${asr_decode_dir}" --decode_config "${decode_config}"
         "${exp_args[@]}" --ser_model "${ser_model}" --mini "${synthetic}")
+    ! ${synthetic} || args+=(--oracle "$(dirname "${IEMOCAP}")/oracle.json")
     sig=$(fingerprint "${args[@]}" "${results_dir}"/*/*.json "${asr_decode_dir}"/*/score.json)
     if is_done "${results_dir}" "${sig}" && [ -f RESULTS.md ]; then
         log "RESULTS.md is up to date"
@@ -745,7 +942,8 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
     fi
 
     # Every final model, as a model-zoo archive: the A2W model (ESPnet's own packer) and
-    # the SER models of every fold (espnet_asrser.bin.asrser_pack).
+    # the SER models of every fold (espnet_asrser.bin.asrser_pack). A pretrained ASR is
+    # not packed again; the ASR-SER archives hold what they need of it.
     mkdir -p exp/packed
     pack_one() { # pack_one NAME COMMAND...: COMMAND --outpath exp/packed/NAME.zip
         local name=$1 sig
@@ -760,7 +958,7 @@ if [ "${stage}" -le 12 ] && [ "${stop_stage}" -ge 12 ]; then
         mark_done "exp/packed/${name}" "${sig}"
         log "packed exp/packed/${name}.zip"
     }
-    if [ -z "${pretrained_asr_config}" ]; then
+    if ! ${pretrained}; then
         pack_one "${asr_exp#exp/}" python -m espnet2.bin.pack asr \
             --asr_train_config "${asr_train_config}" --asr_model_file "${asr_model_file}" \
             --option "${asr_stats}/train/feats_stats.npz"

@@ -5,6 +5,8 @@
 # model pretrained on LibriSpeech 960 h (Feng, Ueno, Kawahara, Interspeech 2020).
 # Corpus locations are in db.sh; with both empty, synthetic mini corpora are generated
 # and the conf/mini configs used instead. Results: RESULTS.md; models: exp/packed.
+# To start from an ESPnet model-zoo ASR model instead of pre-training our A2W model:
+#     ./run.sh --pretrained_asr /path/to/model.zip    (see README.md)
 set -euo pipefail
 
 # The paper's setting: 4 classes (exc merged into hap), utterances up to 20 s, leave one

@@ -9,8 +9,9 @@ ESPnet wrote when it trained that model).
 ``--init_param <asr model>::asr`` loads the pretrained weights into the ASR part, which
 only works if that part is built exactly like the pretrained model. Taking its
 architecture from the pretrained model's config (rather than repeating it in every SER
-config) makes that hold by construction, also for a model trained elsewhere
-(``--pretrained_asr_config``). Copied: the frontend, pre-encoder, encoder, post-encoder,
+config) makes that hold by construction for the recipe's own A2W model of stage 6 (a model
+trained elsewhere, ``--pretrained_asr``, is built by ``asrser_train --pretrained_asr``
+from its own config instead). Copied: the frontend, pre-encoder, encoder, post-encoder,
 decoder and CTC settings, ``token_list``/``token_type``/``bpemodel``, and the ASR model
 options (``model_conf`` there, ``asr_model_conf`` here). The SER config may update
 ``asr_model_conf`` (e.g. label smoothing during fine-tuning); setting an architecture key
@@ -55,6 +56,15 @@ def load_yaml(path: str) -> dict:
     return config
 
 
+def write_config(out: Path, header: str, config: dict) -> None:
+    """``header`` (a comment line) and ``config`` as YAML; an unchanged file is not
+    rewritten, so the recipe's reruns leave every file as it was."""
+    text = header + "\n" + yaml.safe_dump(config, sort_keys=False)
+    if not out.is_file() or out.read_text(encoding="utf-8") != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
+
+
 def merge(asr: dict, ser: dict, ser_path: str) -> dict:
     merged = dict(ser)
     for key in ARCHITECTURE_KEYS:
@@ -82,13 +92,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (OSError, ValueError, yaml.YAMLError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
-    out = Path(args.out)
-    header = f"# {args.ser_config} + the ASR part of {args.asr_config} (local/asr_part_config.py)\n"
-    text = header + yaml.safe_dump(merged, sort_keys=False)
-    # An unchanged config is not rewritten: the recipe's reruns leave every file as it was.
-    if not out.is_file() or out.read_text(encoding="utf-8") != text:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+    header = f"# {args.ser_config} + the ASR part of {args.asr_config} (local/asr_part_config.py)"
+    write_config(Path(args.out), header, merged)
     return 0
 
 

@@ -3,7 +3,8 @@
            [--subset all|improvised] [--exc merge|drop]
            [--protocol speaker_independent|speaker_dependent]
            [--valid_rule heldout_speaker|stratified] [--valid_ratio 0.1] [--seed 0]
-           [--fs 16000] [--name iemocap]
+           [--fs 16000] [--resample false] [--downmix false] [--name iemocap]
+           [--db_var IEMOCAP]
 
 Stage 1 of the recipe: IEMOCAP (``IEMOCAP_full_release``) to Kaldi-style data
 directories for four-class speech emotion recognition, plus cross-validation folds.
@@ -43,10 +44,13 @@ Protocols and the validation rule (printed by every run):
   each speaker in proportion (counts differ by at most one); valid is a stratified
   ``--valid_ratio`` of each fold's training part. Only ``stratified`` applies here.
 
-Every kept utterance must have a readable mono ``--fs`` Hz audio file, a transcript and a
-label; anything else is an error naming the file or utterance. The run is idempotent: it
-writes ``<name>_all/.done`` holding the options, a rerun with the same options does
-nothing and says so, and a run with other options rebuilds everything.
+Every kept utterance must have a complete, readable mono ``--fs`` Hz audio file (other
+rates and channel counts are accepted with ``--resample true`` / ``--downmix true``, for
+``local/dump_feats.py`` to convert), a transcript and a label; anything else is an error
+naming the file or utterance. A ``--iemocap`` that is not IEMOCAP_full_release is an error
+naming the db.sh variable (``--db_var``, default ``IEMOCAP``) and what it must hold. The
+run is idempotent: it writes ``<name>_all/.done`` holding the options, a rerun with the
+same options does nothing and says so, and a run with other options rebuilds everything.
 """
 
 import argparse
@@ -62,11 +66,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import soundfile
-
+from espnet_asrser.corpora.corpus_path import CorpusPathError, check_iemocap_path
 from espnet_asrser.corpora.iemocap import IemocapFormatError, IemocapRecord, read_iemocap
 from espnet_asrser.corpora.kaldi_dir import DataDirError, subset_data_dir, write_data_dir
 from espnet_asrser.corpora.text_norm import normalize_transcript
+from espnet_asrser.utils.audio_files import (
+    AudioError,
+    add_accept_format_options,
+    format_problems,
+    read_header,
+)
 
 EMOTIONS = ("ang", "hap", "neu", "sad")
 N_FOLDS = 5
@@ -97,26 +106,35 @@ def four_class_label(code: str, exc: str) -> Optional[str]:
     return code if code in EMOTIONS else None
 
 
-def audio_duration(wav: Path, utt_id: str, fs: int) -> float:
-    """Duration in seconds from the header of ``wav``; checks it is mono at ``fs`` Hz."""
+def audio_duration(
+    wav: Path, utt_id: str, fs: int, *, resample: bool = False, downmix: bool = False
+) -> float:
+    """Duration in seconds from the header of ``wav``, which must be complete and mono at
+    ``fs`` Hz unless ``resample``/``downmix`` say that the dump stage converts it."""
     if not wav.is_file():
         raise PrepareError(f"missing audio file {wav} for utterance {utt_id}")
     try:
-        info = soundfile.info(str(wav))
-    except (RuntimeError, OSError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise PrepareError(f"cannot read audio file {wav} of {utt_id}: {e}") from None
-    if info.samplerate != fs or info.channels != 1:
+        header = read_header(wav)
+    except AudioError as e:
+        raise PrepareError(f"{e} (utterance {utt_id})") from None
+    if format_problems(header, fs, resample=resample, downmix=downmix):
         raise PrepareError(
-            f"audio file {wav} is {info.channels} channel(s) at {info.samplerate} Hz; "
-            f"expected mono at {fs} Hz"
+            f"audio file {wav} is {header.channels} channel(s) at {header.samplerate} Hz; "
+            f"expected mono at {fs} Hz (or pass --resample true / --downmix true here and "
+            f"to local/dump_feats.py compute, which then converts it)"
         )
-    if info.frames == 0:
-        raise PrepareError(f"audio file {wav} of {utt_id} is empty")
-    return info.frames / info.samplerate
+    return header.frames / header.samplerate
 
 
 def select(
-    records: Sequence[IemocapRecord], *, exc: str, subset: str, max_dur: float, fs: int
+    records: Sequence[IemocapRecord],
+    *,
+    exc: str,
+    subset: str,
+    max_dur: float,
+    fs: int,
+    resample: bool = False,
+    downmix: bool = False,
 ) -> Tuple[List[Kept], Counter]:
     """Apply the label, subset and duration filters; return kept and drop counts."""
     kept: List[Kept] = []
@@ -129,7 +147,9 @@ def select(
         if subset == "improvised" and record.category != "impro":
             dropped["scripted dialog (--subset improvised)"] += 1
             continue
-        duration = audio_duration(record.wav, record.utt_id, fs)
+        duration = audio_duration(
+            record.wav, record.utt_id, fs, resample=resample, downmix=downmix
+        )
         if duration > max_dur:
             dropped[f"longer than {max_dur:g} s"] += 1
             continue
@@ -284,6 +304,7 @@ def _rule_text(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> None:
     """Prepare the data directories; raises on any problem."""
+    check_iemocap_path(args.iemocap, args.db_var)
     out = Path(args.out)
     all_dir = out / f"{args.name}_all"
     marker = all_dir / ".done"
@@ -319,7 +340,13 @@ def run(args: argparse.Namespace) -> None:
     logging.info("options: %s", json.dumps(options, sort_keys=True))
     records = read_iemocap(Path(args.iemocap))
     kept, dropped = select(
-        records, exc=args.exc, subset=args.subset, max_dur=args.max_dur, fs=args.fs
+        records,
+        exc=args.exc,
+        subset=args.subset,
+        max_dur=args.max_dur,
+        fs=args.fs,
+        resample=args.resample,
+        downmix=args.downmix,
     )
     if not kept:
         raise PrepareError(f"no utterance of {args.iemocap} passed the filters")
@@ -396,6 +423,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random split")
     parser.add_argument("--fs", type=int, default=16000, help="expected audio sample rate")
     parser.add_argument("--name", default="iemocap", help="prefix of the output directories")
+    add_accept_format_options(parser)
+    parser.add_argument(
+        "--db_var", default="IEMOCAP", help="the db.sh variable --iemocap comes from, for errors"
+    )
     return parser
 
 
@@ -418,7 +449,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         run(args)
-    except (PrepareError, IemocapFormatError, DataDirError) as e:
+    except (PrepareError, IemocapFormatError, DataDirError, CorpusPathError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     return 0

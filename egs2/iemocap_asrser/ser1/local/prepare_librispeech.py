@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Usage: local/prepare_librispeech.py --librispeech DIR [--out data] [--nj 4]
+"""Usage: local/prepare_librispeech.py --librispeech DIR [--out data] [--nj 4] [--fs 16000]
+           [--resample false] [--downmix false] [--db_var LIBRISPEECH]
 
 Stage 2 of the recipe: LibriSpeech to Kaldi-style data directories for pre-training the
 acoustic-to-word ASR model.
@@ -18,6 +19,11 @@ are present (the paper's 960 h), otherwise ``train_libri`` holding the ones pres
 that a partial download never passes for the full set under its name. The log says which
 training subsets are missing and which name was written; the marker file records it too.
 
+Every flac must be complete, readable and mono at ``--fs`` Hz (other rates and channel
+counts are accepted with ``--resample true`` / ``--downmix true``, for
+``local/dump_feats.py`` to convert); a ``--librispeech`` that holds no subset is an error
+naming the db.sh variable (``--db_var``, default ``LIBRISPEECH``).
+
 The run is idempotent: ``<out>/.librispeech.done`` holds the options and the subsets
 found; a rerun with the same options and subsets does nothing and says so, anything else
 rebuilds.
@@ -33,8 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import soundfile
-
+from espnet_asrser.corpora.corpus_path import CorpusPathError, check_librispeech_path
 from espnet_asrser.corpora.kaldi_dir import DataDirError, write_data_dir
 from espnet_asrser.corpora.librispeech import (
     SUBSETS,
@@ -44,6 +49,12 @@ from espnet_asrser.corpora.librispeech import (
     read_librispeech,
 )
 from espnet_asrser.corpora.text_norm import normalize_transcript
+from espnet_asrser.utils.audio_files import (
+    AudioError,
+    add_accept_format_options,
+    format_problems,
+    read_header,
+)
 
 FULL_TRAIN_NAME = "train_960"
 PARTIAL_TRAIN_NAME = "train_libri"
@@ -60,21 +71,33 @@ def data_dir_name(subset: str) -> str:
     return subset.replace("-", "_")
 
 
-def _duration(flac: Path) -> float:
+def _duration(flac: Path, fs: int, resample: bool, downmix: bool) -> float:
     try:
-        info = soundfile.info(str(flac))
-    except (RuntimeError, OSError) as e:  # soundfile.LibsndfileError is a RuntimeError
-        raise PrepareError(f"cannot read audio file {flac}: {e}") from None
-    if info.frames == 0:
-        raise PrepareError(f"audio file {flac} is empty")
-    return info.frames / info.samplerate
+        header = read_header(flac)
+    except AudioError as e:
+        raise PrepareError(str(e)) from None
+    problems = format_problems(header, fs, resample=resample, downmix=downmix)
+    if problems:
+        raise PrepareError(
+            f"audio file {flac} has {' and '.join(problems)}; pass --resample true / "
+            f"--downmix true here and to local/dump_feats.py compute to convert it"
+        )
+    return header.frames / header.samplerate
 
 
-def tables(records: Sequence[LibriRecord], nj: int) -> Dict[str, Dict[str, str]]:
+def tables(
+    records: Sequence[LibriRecord],
+    nj: int,
+    fs: int = 16000,
+    resample: bool = False,
+    downmix: bool = False,
+) -> Dict[str, Dict[str, str]]:
     """The data-directory tables of one set of utterances."""
     # Header reads are I/O bound; threads overlap them on network file systems.
     with ThreadPoolExecutor(max_workers=nj) as pool:
-        durations = list(pool.map(_duration, (r.flac for r in records)))
+        durations = list(
+            pool.map(lambda r: _duration(r.flac, fs, resample, downmix), records)
+        )
     out: Dict[str, Dict[str, str]] = {
         name: {} for name in ("wav.scp", "text", "text.orig", "utt2spk", "utt2dur")
     }
@@ -89,13 +112,9 @@ def tables(records: Sequence[LibriRecord], nj: int) -> Dict[str, Dict[str, str]]
 
 def run(args: argparse.Namespace) -> None:
     """Prepare the data directories; raises on any problem."""
-    root = Path(args.librispeech)
+    root = check_librispeech_path(args.librispeech, SUBSETS, args.db_var)
     out = Path(args.out)
-    if not root.is_dir():
-        raise PrepareError(f"{root}: LibriSpeech directory does not exist")
     present = [s for s in SUBSETS if (root / s).is_dir()]
-    if not present:
-        raise PrepareError(f"{root}: none of the subsets {', '.join(SUBSETS)} is there")
     train_present = [s for s in TRAIN_SUBSETS if s in present]
     train_name = (
         FULL_TRAIN_NAME if len(train_present) == len(TRAIN_SUBSETS) else PARTIAL_TRAIN_NAME
@@ -137,7 +156,9 @@ def run(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     subset_tables = {}
     for subset in present:
-        subset_tables[subset] = tables(records[subset], args.nj)
+        subset_tables[subset] = tables(
+            records[subset], args.nj, args.fs, args.resample, args.downmix
+        )
         utts = write_data_dir(out / data_dir_name(subset), subset_tables[subset])
         changed = sum(
             1
@@ -201,6 +222,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--librispeech", required=True, help="the LibriSpeech directory")
     parser.add_argument("--out", default="data", help="where the data directories go")
     parser.add_argument("--nj", type=int, default=4, help="threads reading audio headers")
+    parser.add_argument("--fs", type=int, default=16000, help="expected audio sample rate")
+    add_accept_format_options(parser)
+    parser.add_argument(
+        "--db_var", default="LIBRISPEECH",
+        help="the db.sh variable --librispeech comes from, for errors",
+    )
     return parser
 
 
@@ -215,7 +242,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         run(args)
-    except (PrepareError, LibriSpeechFormatError, DataDirError) as e:
+    except (PrepareError, LibriSpeechFormatError, DataDirError, CorpusPathError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     return 0

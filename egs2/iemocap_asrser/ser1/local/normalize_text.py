@@ -1,0 +1,37 @@
+#!/usr/bin/env python3
+"""Usage: local/normalize_text.py IN OUT
+
+Maps the transcripts of a Kaldi-style text file (``utt-id words ...``) to the recipe's
+word convention (:func:`espnet_asrser.corpora.text_norm.normalize_transcript`: upper
+case, no punctuation, bracketed annotations removed) and writes them to OUT.
+
+Used on the hypotheses of a pretrained ASR model (``--pretrained_asr``), whose tokenizer
+may write another case or punctuation than our references: the WER is then counted on
+words of one convention, and the text baselines, trained on normalised reference
+transcripts, read ASR transcripts in the same convention. Our own A2W model's output is
+already in that convention and is not passed through here.
+"""
+
+import sys
+from pathlib import Path
+
+from espnet_asrser.corpora.text_norm import normalize_transcript
+
+
+def main(argv=None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if args[:1] in (["-h"], ["--help"]) else 1
+    lines = []
+    for line in Path(args[0]).read_text(encoding="utf-8").splitlines():
+        parts = line.split(maxsplit=1)
+        if parts:
+            text = normalize_transcript(parts[1] if len(parts) > 1 else "")
+            lines.append(f"{parts[0]} {text}".rstrip())
+    Path(args[1]).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
