@@ -48,6 +48,25 @@ ESPNET_ASR_CONFIG = {
 }
 
 
+def train_and_pack_asr(common, train_shape, valid_shape, options, outpath):
+    """What an ESPnet ASR recipe does, from the current directory: statistics, training
+    with global MVN, then ``espnet2.bin.pack asr`` with the statistics and ``options``."""
+    ASRTask.main(cmd=[*common, "--collect_stats", "true", "--normalize", "none",
+                      "--output_dir", "exp/asr_stats",
+                      "--train_shape_file", train_shape, "--valid_shape_file", valid_shape])
+    stats = "exp/asr_stats/train/feats_stats.npz"
+    ASRTask.main(cmd=[*common, "--output_dir", "exp/asr", "--normalize", "global_mvn",
+                      "--normalize_conf", f"stats_file={stats}",
+                      "--train_shape_file", "exp/asr_stats/train/speech_shape",
+                      "--valid_shape_file", "exp/asr_stats/valid/speech_shape"])
+    packed = ["--option", stats]
+    for option in options:
+        packed += ["--option", option]
+    espnet_pack.main(["asr", "--asr_train_config", "exp/asr/config.yaml",
+                      "--asr_model_file", "exp/asr/valid.acc.best.pth", *packed,
+                      "--outpath", outpath])
+
+
 def data_args(d, split, emotion=True):
     args = [f"--{split}_data_path_and_name_and_type={d['wav.scp']},speech,sound",
             f"--{split}_data_path_and_name_and_type={d['text']},text,text"]
@@ -90,19 +109,8 @@ def zoo(tmp_path_factory):
         common = ["--config", "asr.yaml", "--token_type", "bpe", "--bpemodel", str(bpemodel),
                   "--token_list", str(d["bpe_token_list"]),
                   *data_args(d, "train", emotion=False), *data_args(d, "valid", emotion=False)]
-        ASRTask.main(cmd=[*common, "--collect_stats", "true", "--normalize", "none",
-                          "--output_dir", "exp/asr_stats",
-                          "--train_shape_file", str(d["wav.scp"]),
-                          "--valid_shape_file", str(d["wav.scp"])])
-        stats = "exp/asr_stats/train/feats_stats.npz"
-        ASRTask.main(cmd=[*common, "--output_dir", "exp/asr", "--normalize", "global_mvn",
-                          "--normalize_conf", f"stats_file={stats}",
-                          "--train_shape_file", "exp/asr_stats/train/speech_shape",
-                          "--valid_shape_file", "exp/asr_stats/valid/speech_shape"])
-        espnet_pack.main(["asr", "--asr_train_config", "exp/asr/config.yaml",
-                          "--asr_model_file", "exp/asr/valid.acc.best.pth",
-                          "--option", stats, "--option", str(bpemodel),
-                          "--outpath", "packed/asr.zip"])
+        train_and_pack_asr(common, str(d["wav.scp"]), str(d["wav.scp"]), [str(bpemodel)],
+                           "packed/asr.zip")
         archive = root / "packed" / "asr.zip"
 
         # ASR-SER on the archive: no --token_list, the archive's BPE tokenizer is used.

@@ -33,7 +33,7 @@ import sentencepiece
 import soundfile
 import yaml
 
-from test_pretrained_asr import ESPNET_ASR_CONFIG
+from test_pretrained_asr import ESPNET_ASR_CONFIG, train_and_pack_asr
 from test_recipe import (
     RECIPE,
     copy_recipe,
@@ -64,9 +64,6 @@ ZOO_ASR_CONFIG = {
 def make_zoo_archive(root: Path, librispeech: Path) -> Path:
     """Train and pack a tiny BPE Transformer ASR as an ESPnet recipe does (``root`` plays
     its recipe directory); return the zip."""
-    from espnet2.bin import pack as espnet_pack
-    from espnet2.tasks.asr import ASRTask
-
     subprocess.run(
         [sys.executable, str(RECIPE / "local" / "prepare_librispeech.py"),
          "--librispeech", str(librispeech), "--out", str(root / "data"), "--nj", "2"],
@@ -99,18 +96,8 @@ def make_zoo_archive(root: Path, librispeech: Path) -> Path:
         for split, d in (("train", train), ("valid", valid)):
             common += [f"--{split}_data_path_and_name_and_type={d}/wav.scp,speech,sound",
                        f"--{split}_data_path_and_name_and_type={d}/text,text,text"]
-        ASRTask.main(cmd=[*common, "--collect_stats", "true", "--normalize", "none",
-                          "--output_dir", "exp/asr_stats", "--train_shape_file",
-                          f"{train}/wav.scp", "--valid_shape_file", f"{valid}/wav.scp"])
-        stats = "exp/asr_stats/train/feats_stats.npz"
-        ASRTask.main(cmd=[*common, "--output_dir", "exp/asr", "--normalize", "global_mvn",
-                          "--normalize_conf", f"stats_file={stats}",
-                          "--train_shape_file", "exp/asr_stats/train/speech_shape",
-                          "--valid_shape_file", "exp/asr_stats/valid/speech_shape"])
-        espnet_pack.main(["asr", "--asr_train_config", "exp/asr/config.yaml",
-                          "--asr_model_file", "exp/asr/valid.acc.best.pth",
-                          "--option", stats, "--option", "data/bpe/bpe.model",
-                          "--outpath", f"packed/{NAME}.zip"])
+        train_and_pack_asr(common, f"{train}/wav.scp", f"{valid}/wav.scp",
+                           ["data/bpe/bpe.model"], f"packed/{NAME}.zip")
     finally:
         os.chdir(cwd)
         sys.argv = argv

@@ -32,12 +32,11 @@ data-directory rules (sort order, control characters, final newline) on top of i
 import math
 import os
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
 
-from espnet_asrser.utils.kaldi_text import KaldiTextError, read_kaldi_text
+from espnet_asrser.utils.kaldi_text import KaldiTextError, control_character, read_kaldi_text
 
 __all__ = [
     "DataDirError",
@@ -132,12 +131,11 @@ def iter_table(
     previous: Optional[str] = None
     # read_kaldi_text rejects empty lines, so entry i is line i + 1.
     for lineno, (key, value) in enumerate(entries.items(), start=1):
-        for char in key + value:
-            if unicodedata.category(char) == "Cc":
-                raise DataDirError(
-                    f"{path}:{lineno}: control character U+{ord(char):04X} in entry "
-                    f"{key!r}"
-                )
+        char = control_character(key + value)
+        if char is not None:
+            raise DataDirError(
+                f"{path}:{lineno}: control character U+{ord(char):04X} in entry {key!r}"
+            )
         if check_sorted and previous is not None and _sort_key(key) < _sort_key(previous):
             raise DataDirError(
                 f"{path}:{lineno}: key {key!r} sorts before the previous key "
@@ -163,12 +161,11 @@ def read_table(
 def _check_field(path: Path, key: str, value: str, allow_empty_value: bool) -> None:
     if not key or any(c.isspace() for c in key):
         raise DataDirError(f"{path}: key {key!r} is empty or contains white space")
-    for text in (key, value):
-        for char in text:
-            if unicodedata.category(char) == "Cc":
-                raise DataDirError(
-                    f"{path}: entry {key!r} contains control character U+{ord(char):04X}"
-                )
+    char = control_character(key + value)
+    if char is not None:
+        raise DataDirError(
+            f"{path}: entry {key!r} contains control character U+{ord(char):04X}"
+        )
     if value != value.strip():
         raise DataDirError(f"{path}: value of {key!r} has leading or trailing white space")
     if not value and not allow_empty_value:

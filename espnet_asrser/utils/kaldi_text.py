@@ -13,7 +13,8 @@ with whitespace, CRLF line ends, a UTF-8 byte-order mark, bytes that are not UTF
 import codecs
 import os
 import re
-from typing import Dict, Union
+import unicodedata
+from typing import Dict, Optional, Union
 
 # The id ends at the first space or tab. Only ASCII whitespace separates fields, as in
 # Kaldi: str.split() would also split on e.g. U+3000, which may occur inside a transcript.
@@ -83,3 +84,9 @@ def read_kaldi_text(
         first_seen[utt_id] = line_no
         entries[utt_id] = value
     return entries
+
+
+def control_character(text: str) -> Optional[str]:
+    """The first control character (Unicode category Cc) of ``text``, or None. Tabs,
+    carriage returns and the like in a key or value break Kaldi-style tables silently."""
+    return next((char for char in text if unicodedata.category(char) == "Cc"), None)

@@ -20,13 +20,12 @@ or the utterances. Only files that are ``<utt-id> <value>`` tables are read (the
 """
 
 import logging
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_asrser.utils.audio_files import AudioError, read_header
-from espnet_asrser.utils.kaldi_text import KaldiTextError, read_kaldi_text
+from espnet_asrser.utils.kaldi_text import KaldiTextError, control_character, read_kaldi_text
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +69,12 @@ def read_table(path: str, name: str) -> Dict[str, str]:
         raise DataFileError(f"{path}: no utterances (data '{name}')")
     # read_kaldi_text rejects empty lines, so entry i is line i + 1.
     for line_no, (utt, value) in enumerate(entries.items(), start=1):
-        for char in utt + value:
-            if unicodedata.category(char) == "Cc":
-                raise DataFileError(
-                    f"{path}:{line_no}: control character U+{ord(char):04X} in the entry of "
-                    f"'{utt}' (data '{name}')"
-                )
+        char = control_character(utt + value)
+        if char is not None:
+            raise DataFileError(
+                f"{path}:{line_no}: control character U+{ord(char):04X} in the entry of "
+                f"'{utt}' (data '{name}')"
+            )
     return entries
 
 
