@@ -13,11 +13,21 @@ asrser     log-mel + ASR features                       ASR-SER (proposed)
 Each input goes through its own BiLSTM + structured self-attention branch; the pooled vectors
 are concatenated and classified (FC 2048 -> ReLU -> FC n_classes).
 
-Loss: ``asr_weight * L_ASR + (1 - asr_weight) * L_SER``. Both terms are batch means of
-per-utterance losses (L_ASR sums over an utterance's tokens, as ESPnet does with
-``length_normalized_loss: false``); the authors' code summed L_ASR over the batch, which made
-their effective weight differ from the stated 0.2. Utterances with an empty transcript are
-left out of L_ASR and kept for L_SER.
+Loss: ``asr_weight * L_ASR + (1 - asr_weight) * L_SER`` (the paper's λ = 0.2), both
+cross-entropies. L_SER is the batch mean over utterances (one label each). L_ASR, reported
+as the ``loss_asr`` stat, is normalised by ``asr_loss_normalization``:
+
+* ``token`` (default, the paper's): the mean over all target tokens of the batch, <eos>
+  included, so that both terms are per-prediction means and λ = 0.2 weights SER more;
+* ``utterance``: each utterance's token sum, averaged over the utterances. An utterance of
+  n words then weighs about n + 1 times a per-token loss, and 0.2 L_ASR can outweigh
+  0.8 L_SER several times over.
+
+Either way L_ASR does not depend on the ASR part's ``length_normalized_loss``: the summed
+loss is taken from its criterion and divided here. A CTC term (``ctc_weight > 0``) is divided
+by the same denominator. The authors' code summed L_ASR over the batch, so their effective
+weight was not the stated 0.2. Utterances with an empty transcript are left out of L_ASR
+(its tokens and its count of utterances) and kept for L_SER.
 
 ASR features during training (``asr_feature_source``):
 
@@ -25,14 +35,17 @@ ASR features during training (``asr_feature_source``):
   The same decoder pass gives L_ASR, so the joint step costs one ASR step plus the SER head.
 * ``greedy``: states from the model's own greedy hypothesis, the same kind of sequence as
   at test time (beam search), removing the train/test mismatch at the cost of decoding
-  every training batch (O(L^2) decoder steps, no gradient through the search).
+  every training batch (a greedy search, linear in the hypothesis length for the A2W and
+  Transformer decoders, then a teacher-forced pass over the hypothesis; no gradient
+  through the search).
 
 At inference (:class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`) the features come
 from beam search on the audio alone. Validation, which selects the epoch, uses
 ``valid_asr_feature_source`` (default ``greedy``): the features of the model's own greedy
-hypothesis, the batched counterpart of test time's beam search. With teacher-forced features a validation score measures
-a model that reads the reference transcript, and ranks epochs by what the test never
-sees; with a weak recogniser the two disagree by tens of points.
+hypothesis, the batched counterpart of test time's beam search. With teacher-forced
+features a validation score measures a model that reads the reference transcript, and
+ranks epochs by what the test never sees; with a weak recogniser the two disagree by tens
+of points.
 
 Units of the ASR features (``asr_feature_pooling``): ``token`` (default) keeps one vector per
 decoder step; ``word`` mean-pools the states of each word's sub-word pieces (a word starts at
@@ -70,6 +83,7 @@ from espnet_asrser.ser.classifier import EmotionClassifier
 MODES = ("audio", "text", "combined", "asr", "asrser")
 FEATURE_SOURCES = ("teacher_forcing", "greedy")
 FEATURE_POOLINGS = ("token", "word")
+ASR_LOSS_NORMALIZATIONS = ("token", "utterance")
 WORD_START = "\u2581"  # sentencepiece's word-boundary mark "▁"
 
 
@@ -82,6 +96,19 @@ def mode_inputs(mode: str) -> Tuple[bool, bool, bool]:
         mode in ("text", "combined"),
         mode in ("asr", "asrser"),
     )
+
+
+def summed_criterion_loss(
+    criterion: torch.nn.Module, logits: torch.Tensor, ys_out: torch.Tensor, n_tokens: int
+) -> torch.Tensor:
+    """The loss of ESPnet's ``LabelSmoothingLoss`` summed over the ``n_tokens`` targets.
+
+    The criterion divides its sum by the number of targets when ``normalize_length``
+    (the ASR's ``length_normalized_loss``) is set, by the batch size otherwise; multiplying
+    back lets the caller choose the denominator whatever that setting is.
+    """
+    divisor = n_tokens if criterion.normalize_length else logits.size(0)
+    return criterion(logits, ys_out) * divisor
 
 
 class ESPnetASRSERModel(AbsESPnetModel):
@@ -109,6 +136,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         greedy_max_steps: int = 200,
         freeze_asr: bool = False,
         asr_feature_pooling: str = "token",
+        asr_loss_normalization: str = "token",
     ):
         super().__init__()
         use_audio, use_text, use_asr = mode_inputs(mode)
@@ -125,6 +153,11 @@ class ESPnetASRSERModel(AbsESPnetModel):
                 f"asr_feature_pooling must be one of {FEATURE_POOLINGS}, got "
                 f"'{asr_feature_pooling}'"
             )
+        if asr_loss_normalization not in ASR_LOSS_NORMALIZATIONS:
+            raise ValueError(
+                f"asr_loss_normalization must be one of {ASR_LOSS_NORMALIZATIONS}, got "
+                f"'{asr_loss_normalization}'"
+            )
         if use_asr and asr is None:
             raise ValueError(f"mode '{mode}' needs an ASR model")
         if use_text and vocab_size is None:
@@ -138,6 +171,7 @@ class ESPnetASRSERModel(AbsESPnetModel):
         self.greedy_max_steps = greedy_max_steps
         self.freeze_asr = freeze_asr
         self.asr_feature_pooling = asr_feature_pooling if use_asr else "token"
+        self.asr_loss_normalization = asr_loss_normalization
 
         branch_conf = dict(
             hidden_size=ser_hidden_size,
@@ -344,22 +378,28 @@ class ESPnetASRSERModel(AbsESPnetModel):
                 asr.sos, asr.eos, asr.ignore_id,
             )
             # Empty transcripts teach the ASR nothing but "<eos> at once"; leave them out
-            # of L_ASR (still used for L_SER) and average over the others.
+            # of L_ASR (still used for L_SER) and normalise over the others.
             nonempty = text_lengths > 0
             ys_out = ys_out.masked_fill(~nonempty[:, None], asr.ignore_id)
             n_nonempty = int(nonempty.sum())
+            n_tokens = int((ys_out != asr.ignore_id).sum())  # <eos> included
             if n_nonempty:
-                loss_att = asr.criterion_att(logits, ys_out) * (len(text) / n_nonempty)
+                denominator = n_tokens if self.asr_loss_normalization == "token" else n_nonempty
+                loss_att = summed_criterion_loss(asr.criterion_att, logits, ys_out, n_tokens)
+                loss_att = loss_att / denominator
                 acc = th_accuracy(logits.reshape(-1, logits.size(-1)), ys_out, asr.ignore_id)
             else:
                 loss_att = logits.sum() * 0.0
                 acc = None
             loss_asr = loss_att
             if asr.ctc is not None and asr.ctc_weight > 0 and n_nonempty:
+                # ESPnet's CTC (ctc_type builtin) sums each utterance's loss and divides by
+                # the number of utterances given; undo that as for the attention loss.
                 loss_ctc, _ = asr._calc_ctc_loss(
                     encoder_out[nonempty], encoder_out_lens[nonempty],
                     text[nonempty], text_lengths[nonempty],
                 )
+                loss_ctc = loss_ctc * (n_nonempty / denominator)
                 loss_asr = asr.ctc_weight * loss_ctc + (1 - asr.ctc_weight) * loss_att
         if source == "teacher_forcing":
             states, state_lens, hyp = tf_states, tf_lens, text

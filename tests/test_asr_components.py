@@ -11,7 +11,14 @@ from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 from espnet2.tasks import asr as espnet_asr_task
 from espnet_asrser.asr.a2w_decoder import A2WDecoder
 from espnet_asrser.asr.blstm_encoder import BLSTMEncoder
-from espnet_asrser.asr.decoder_states import check_decoder_has_states, decoder_state_size
+from espnet_asrser.asr import decoder_states
+from espnet_asrser.asr.decoder_states import (
+    check_decoder_has_states,
+    decoder_state_size,
+    greedy_tokens,
+    greedy_tokens_reference,
+    teacher_forced_states,
+)
 from espnet_asrser.asr.frontend import LogMelFrontend
 from espnet_asrser.asr.stack import StackPreEncoder
 from espnet_asrser.tasks import register_asr_components
@@ -144,3 +151,93 @@ def test_blstm_encoder_is_padding_invariant_and_zeroes_padding():
     alone, _, _ = encoder(xs[1:, :7], torch.tensor([7]))
     assert torch.allclose(out[1, :7], alone[0], atol=1e-6)
     assert torch.count_nonzero(out[1, 7:]) == 0
+
+
+# ---- greedy decoding: the O(L) paths against the O(L^2) reference ----------------------------
+
+GREEDY_VOCAB, GREEDY_SOS, GREEDY_STEPS = 20, 19, 12
+GREEDY_BATCHES = {"one": [25], "mixed": [25, 13, 7, 20]}
+
+
+def random_greedy_case(kind, seed, lengths):
+    """A random-weight decoder (eval mode) and a padded encoder output of ``lengths``."""
+    torch.manual_seed(seed)
+    if kind == "a2w":
+        decoder = A2WDecoder(
+            GREEDY_VOCAB, 16, embed_size=8, hidden_size=12, attention_size=8,
+            attention_conv_channels=2, attention_conv_kernel=10,
+        )
+        scale = 1.0
+    else:
+        decoder = TransformerDecoder(vocab_size=GREEDY_VOCAB, encoder_output_size=16,
+                                     attention_heads=2, linear_units=32, num_blocks=2)
+        scale = 10.0  # else the random decoder emits the same tokens for every utterance
+    lens = torch.tensor(lengths)
+    enc = scale * torch.randn(len(lengths), max(lengths), 16)
+    enc = enc.masked_fill(torch.arange(enc.size(1))[None, :, None] >= lens[:, None, None], 0.0)
+    return decoder.eval(), enc, lens
+
+
+class ForwardOnly(torch.nn.Module):
+    """A decoder with teacher forcing and nothing else: greedy_tokens' generic path."""
+
+    def __init__(self, decoder):
+        super().__init__()
+        self.decoder = decoder
+
+    def forward(self, *args, **kwargs):
+        return self.decoder(*args, **kwargs)
+
+
+@pytest.mark.parametrize("batch", sorted(GREEDY_BATCHES))
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("kind", ["a2w", "transformer"])
+def test_greedy_tokens_match_the_quadratic_reference(kind, seed, batch):
+    decoder, enc, lens = random_greedy_case(kind, seed, GREEDY_BATCHES[batch])
+    seen = set()
+    # Every id as <eos>: ids the decoder never emits leave every utterance running to
+    # max_steps; the others end utterances at the step they are first emitted.
+    for eos in range(GREEDY_VOCAB):
+        args = (enc, lens, GREEDY_SOS, eos, -1, GREEDY_STEPS)
+        tokens, lengths = greedy_tokens(decoder, *args)
+        ref_tokens, ref_lengths = greedy_tokens_reference(decoder, *args)
+        assert torch.equal(tokens, ref_tokens) and torch.equal(lengths, ref_lengths), eos
+        assert tokens.size(1) == int(lengths.max())
+        assert bool((tokens != eos).all()) and bool((tokens >= -1).all())
+        seen.add(tuple(sorted({int(n) == GREEDY_STEPS for n in lengths})))
+
+        # The ASR features of the greedy hypothesis are the same either way.
+        states = teacher_forced_states(decoder, *args[:2], tokens, lengths, *args[2:5])
+        ref_states = teacher_forced_states(decoder, *args[:2], ref_tokens, ref_lengths,
+                                           *args[2:5])
+        assert all(torch.equal(a, b) for a, b in zip(states, ref_states))
+        # ... and teacher forcing on it emits it again, then <eos> where it stopped.
+        best = states[0].argmax(-1)
+        for b, n in enumerate(lengths.tolist()):
+            assert torch.equal(best[b, :n], tokens[b, :n])
+            assert n == GREEDY_STEPS or int(best[b, n]) == eos
+    # Some <eos> ended no utterance; another ended the one utterance (the loop stops
+    # early) or some of the batch while others ran to max_steps.
+    assert (True,) in seen
+    assert ((False,) if len(GREEDY_BATCHES[batch]) == 1 else (False, True)) in seen
+
+
+def test_greedy_tokens_dispatch_and_edge_cases(monkeypatch):
+    calls = []
+    reference = decoder_states.greedy_tokens_reference
+    monkeypatch.setattr(decoder_states, "greedy_tokens_reference",
+                        lambda *a: calls.append(type(a[0]).__name__) or reference(*a))
+    for kind in ("a2w", "transformer"):
+        decoder, enc, lens = random_greedy_case(kind, 0, GREEDY_BATCHES["mixed"])
+        args = (enc, lens, GREEDY_SOS, 3, -1, GREEDY_STEPS)
+        fast = greedy_tokens(decoder, *args)
+        generic = greedy_tokens(ForwardOnly(decoder), *args)
+        assert all(torch.equal(a, b) for a, b in zip(fast, generic))
+        for steps in (0, 1):
+            tokens, lengths = greedy_tokens(decoder, *args[:-1], steps)
+            ref_tokens, ref_lengths = reference(decoder, *args[:-1], steps)
+            assert torch.equal(tokens, ref_tokens) and torch.equal(lengths, ref_lengths)
+            assert tokens.shape[1] <= steps
+    # Only the decoder without an incremental path took the O(L^2) one.
+    assert calls == ["ForwardOnly", "ForwardOnly"]
+    assert hasattr(A2WDecoder, "greedy_search")

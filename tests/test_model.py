@@ -165,3 +165,115 @@ def test_validation_scores_the_features_the_test_sees(valid_source, tiny_data):
     torch.manual_seed(0)
     _, train_other, _ = model(**other)
     assert not torch.equal(train_one["loss_ser"], train_other["loss_ser"])
+
+
+def hand_asr_loss(model, b):
+    """Per-target-token cross-entropies (B, L) of the teacher-forced reference, 0 on
+    padding, computed outside the model (lsm_weight 0: plain cross-entropy)."""
+    from espnet_asrser.asr.decoder_states import teacher_forced_states
+    asr = model.asr
+    enc, enc_lens = asr.encode(b["speech"], b["speech_lengths"])
+    logits, ys_out, _, _ = teacher_forced_states(
+        asr.decoder, enc, enc_lens, b["text"], b["text_lengths"], asr.sos, asr.eos, asr.ignore_id)
+    ce = torch.nn.functional.cross_entropy(
+        logits.transpose(1, 2), ys_out, ignore_index=asr.ignore_id, reduction="none")
+    return ce, logits, ys_out
+
+
+@pytest.mark.parametrize("length_normalized", ["true", "false"])
+def test_token_normalised_asr_loss_is_the_mean_over_target_tokens(length_normalized, tiny_data):
+    model = build("asrser", tiny_data["token_list"],
+                  "--asr_model_conf", "lsm_weight=0.0",
+                  "--asr_model_conf", f"length_normalized_loss={length_normalized}").eval()
+    b = batch()
+    with torch.no_grad():
+        _, stats, _ = model(**b)
+        ce, _, ys_out = hand_asr_loss(model, b)
+    n_tokens = int((ys_out >= 0).sum())
+    assert n_tokens == int(b["text_lengths"].sum()) + 3  # <eos> counts
+    assert torch.allclose(stats["loss_asr"], ce.sum() / n_tokens, atol=1e-5)
+    assert torch.allclose(stats["loss"], 0.2 * stats["loss_asr"] + 0.8 * stats["loss_ser"])
+
+
+def test_token_normalised_label_smoothed_loss_matches_the_criterion(tiny_data):
+    from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+    model = build("asrser", tiny_data["token_list"]).eval()
+    assert model.asr.criterion_att.smoothing == 0.1
+    b = batch()
+    with torch.no_grad():
+        _, stats, _ = model(**b)
+        _, logits, ys_out = hand_asr_loss(model, b)
+        per_token = LabelSmoothingLoss(
+            logits.size(-1), model.asr.ignore_id, 0.1, normalize_length=True)(logits, ys_out)
+    assert torch.allclose(stats["loss_asr"], per_token, atol=1e-5)
+
+
+@pytest.mark.parametrize("length_normalized", ["true", "false"])
+def test_utterance_normalised_asr_loss_is_the_old_one(length_normalized, tiny_data):
+    model = build("asrser", tiny_data["token_list"],
+                  "--asr_model_conf", "lsm_weight=0.0",
+                  "--asr_model_conf", f"length_normalized_loss={length_normalized}",
+                  "--model_conf", "asr_loss_normalization=utterance").eval()
+    b = batch()
+    with torch.no_grad():
+        _, stats, _ = model(**b)
+        ce, logits, ys_out = hand_asr_loss(model, b)
+    # Per-utterance token sums averaged over the batch: ESPnet's criterion with
+    # length_normalized_loss false, the value this model reported before the option.
+    assert torch.allclose(stats["loss_asr"], ce.sum(dim=1).mean(), atol=1e-5)
+    from espnet.nets.pytorch_backend.transformer.label_smoothing_loss import LabelSmoothingLoss
+    old = LabelSmoothingLoss(logits.size(-1), model.asr.ignore_id, 0.0, normalize_length=False)
+    assert torch.allclose(stats["loss_asr"], old(logits, ys_out), atol=1e-5)
+
+
+def with_empty_transcript(b):
+    """``b`` with an utterance of an empty transcript inserted as its second one."""
+    out = {k: torch.cat([v[:1], v[1:2], v[1:]]) for k, v in b.items()}
+    out["text"][1] = -1
+    out["text_lengths"][1] = 0
+    return out
+
+
+@pytest.mark.parametrize("normalization", ["token", "utterance"])
+@pytest.mark.parametrize("length_normalized", ["true", "false"])
+@pytest.mark.parametrize("ctc_weight", ["0.0", "0.3"])
+def test_an_empty_transcript_changes_no_asr_loss(
+    normalization, length_normalized, ctc_weight, tiny_data
+):
+    model = build("asrser", tiny_data["token_list"],
+                  "--model_conf", f"asr_loss_normalization={normalization}",
+                  "--asr_model_conf", f"length_normalized_loss={length_normalized}",
+                  "--asr_model_conf", f"ctc_weight={ctc_weight}").eval()
+    b = batch()
+    with torch.no_grad():
+        _, stats, _ = model(**b)
+        _, stats_empty, _ = model(**with_empty_transcript(b))
+    assert torch.allclose(stats_empty["loss_asr"], stats["loss_asr"], atol=1e-5)
+    # Only the SER part sees the added utterance.
+    expected = 0.2 * stats["loss_asr"] + 0.8 * stats_empty["loss_ser"]
+    assert torch.allclose(stats_empty["loss"], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("normalization", ["token", "utterance"])
+def test_ctc_term_has_the_same_denominator(normalization, tiny_data):
+    model = build("asrser", tiny_data["token_list"],
+                  "--asr_model_conf", "lsm_weight=0.0", "--asr_model_conf", "ctc_weight=0.3",
+                  "--model_conf", f"asr_loss_normalization={normalization}").eval()
+    b = batch()
+    asr = model.asr
+    with torch.no_grad():
+        _, stats, _ = model(**b)
+        ce, _, ys_out = hand_asr_loss(model, b)
+        enc, enc_lens = asr.encode(b["speech"], b["speech_lengths"])
+        log_probs = asr.ctc.ctc_lo(enc).log_softmax(-1).transpose(0, 1)
+        ctc_sum = torch.nn.functional.ctc_loss(
+            log_probs, b["text"].clamp(min=0), enc_lens, b["text_lengths"],
+            blank=asr.blank_id, reduction="sum", zero_infinity=True)
+    denominator = int((ys_out >= 0).sum()) if normalization == "token" else len(ys_out)
+    expected = (0.3 * ctc_sum + 0.7 * ce.sum()) / denominator
+    assert torch.allclose(stats["loss_asr"], expected, atol=1e-5)
+
+
+def test_unknown_asr_loss_normalization_is_an_error(tiny_data):
+    with pytest.raises(ValueError, match="asr_loss_normalization must be one of"):
+        build("asrser", tiny_data["token_list"], "--model_conf", "asr_loss_normalization=batch")

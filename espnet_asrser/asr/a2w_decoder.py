@@ -13,6 +13,9 @@ per input position) and in :meth:`score` / :meth:`batch_score` (ESPnet's
 conventions are those of ESPnet's ``TransformerDecoder``, so either decoder can feed the SER
 model. ESPnet's own ``RNNDecoder`` has no ``return_hs`` and its output layer is not
 tanh(W[g; s]), which is why this decoder exists.
+
+:meth:`greedy_search` decodes a padded batch greedily in one pass, carrying (s, c, a) from
+step to step: the fast path of :func:`~espnet_asrser.asr.decoder_states.greedy_tokens`.
 """
 
 from typing import Any, Dict, List, Tuple
@@ -22,6 +25,7 @@ from typeguard import typechecked
 
 from espnet.nets.scorer_interface import BatchScorerInterface
 from espnet2.asr.decoder.abs_decoder import AbsDecoder
+from espnet_asrser.asr.decoder_states import greedy_loop
 from espnet_asrser.asr.location_attention import LocationAwareAttention
 
 State = Dict[str, torch.Tensor]
@@ -74,6 +78,14 @@ class A2WDecoder(AbsDecoder, BatchScorerInterface):
         feature = torch.tanh(self.pre_output(torch.cat([context, h], dim=-1)))
         return feature, (h, c, att)
 
+    def _start(self, hs_pad: torch.Tensor, hlens: torch.Tensor):
+        """Encoder mask, projected encoder output and the state before the first step."""
+        mask = torch.arange(hs_pad.size(1), device=hs_pad.device)[None, :] < hlens[:, None]
+        encoder_proj = self.attention.project_encoder(hs_pad)
+        zeros = hs_pad.new_zeros(hs_pad.size(0), self.hidden_size)
+        state = (zeros, zeros, self.attention.initial_weights(mask).to(hs_pad.dtype))
+        return mask, encoder_proj, state
+
     def forward(
         self,
         hs_pad: torch.Tensor,
@@ -93,13 +105,9 @@ class A2WDecoder(AbsDecoder, BatchScorerInterface):
             ``(logits (B, L, V), ys_in_lens)``, or ``((logits, features (B, L, H)),
             ys_in_lens)`` with ``return_hs``; positions past ``ys_in_lens`` are padding.
         """
-        batch = hs_pad.size(0)
-        mask = torch.arange(hs_pad.size(1), device=hs_pad.device)[None, :] < hlens[:, None]
-        encoder_proj = self.attention.project_encoder(hs_pad)
+        mask, encoder_proj, state = self._start(hs_pad, hlens)
         # Padding ids may be -1 (ESPnet's ignore_id); any valid id works for padded steps.
         embeds = self.embed(ys_in_pad.clamp(min=0))
-        zeros = hs_pad.new_zeros(batch, self.hidden_size)
-        state = (zeros, zeros, self.attention.initial_weights(mask).to(hs_pad.dtype))
         features = []
         for step in range(ys_in_pad.size(1)):
             feature, state = self._step(embeds[:, step], state, hs_pad, encoder_proj, mask)
@@ -109,6 +117,36 @@ class A2WDecoder(AbsDecoder, BatchScorerInterface):
         if return_hs:
             return (logits, features), ys_in_lens
         return logits, ys_in_lens
+
+    @torch.no_grad()
+    def greedy_search(
+        self,
+        hs_pad: torch.Tensor,
+        hlens: torch.Tensor,
+        sos: int,
+        eos: int,
+        ignore_id: int,
+        max_steps: int,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Greedy decoding of a padded batch in O(max_steps) decoder steps.
+
+        The contract of :func:`~espnet_asrser.asr.decoder_states.greedy_tokens`: (B, L)
+        tokens padded with ``ignore_id``, <sos>/<eos> excluded, and their lengths. Each step
+        is the step :meth:`forward` takes on the same prefix (same ``hlens`` mask; in
+        training mode a fresh dropout draw on the pre-output vector), so the tokens are
+        those of teacher forcing on the growing prefix; finished utterances keep being fed
+        <eos>, as there.
+        """
+        mask, encoder_proj, state = self._start(hs_pad, hlens)
+
+        def next_logits(prefix: torch.Tensor) -> torch.Tensor:
+            nonlocal state
+            feature, state = self._step(
+                self.embed(prefix[:, -1]), state, hs_pad, encoder_proj, mask
+            )
+            return self.output_layer(self.dropout(feature))
+
+        return greedy_loop(next_logits, hs_pad, sos, eos, ignore_id, max_steps)
 
     # ---- ESPnet scorer interface (beam search) ---------------------------------------------
 

@@ -10,6 +10,7 @@
 #   4  word token list, IEMOCAP OOV rate         data/token_list/word
 #   5  ASR normalisation statistics and shapes   exp/asr_stats_<train set>
 #   6  A2W ASR pre-training                      exp/asr_<asr config>
+#      (with --asr_pre_config, first its encoder) exp/asr_<pre config>
 #      (--pretrained_asr: unpack and check it)   exp/asr_pretrained_<name>
 #   7  ASR decoding and WER: LibriSpeech test sets, IEMOCAP zero-shot
 #   8  SER statistics and shapes, per fold       exp/ser_stats_fold<k>(_raw)
@@ -45,6 +46,17 @@
 #   --asr_args --ser_args --decode_args "..."  extra options for ESPnet's trainers and
 #                                decoders; they become part of the experiment names
 #   --asr_model valid.acc.ave.pth --ser_model valid.acc_ser.best.pth   checkpoints used
+#   --asr_pre_config FILE        character-CTC pre-training of the A2W encoder (stage 6):
+#                                its valid.loss.best.pth initialises the A2W encoder
+#                                (--init_param ...:encoder:encoder), which the A2W config
+#                                may keep frozen (freeze_param). Default
+#                                <conf_dir>/pretrain_encoder_ctc.yaml when it exists (the
+#                                mini corpora), none otherwise (the paper); "none": none
+#   --asrser_ablations "FILE ..." ASR-SER variants trained, scored and reported beside
+#                                ASR-SER (stages 10-12); FILE is an ASR-SER config named
+#                                train_asrser_<name>.yaml (system asrser_<name>) whose first
+#                                line "# ablation: <text>" labels it. Default
+#                                <conf_dir>/ablation/train_asrser_*.yaml; "none": none
 #   --pretrained_asr SPEC        start from a trained ESPnet ASR model instead of our A2W
 #                                model: a zip of `espnet2.bin.pack asr` (as the model zoo
 #                                serves them), its unpacked directory (with meta.yaml), or
@@ -106,6 +118,8 @@ ser_args=
 decode_args=
 asr_model=valid.acc.ave.pth
 ser_model=valid.acc_ser.best.pth
+asr_pre_config=
+asrser_ablations=
 pretrained_asr=
 pretrained_asr_config=
 pretrained_asr_model=
@@ -138,8 +152,17 @@ audio_config=${audio_config:-${conf_dir}/train_audio.yaml}
 text_config=${text_config:-${conf_dir}/train_text.yaml}
 combined_config=${combined_config:-${conf_dir}/train_combined.yaml}
 asrser_config=${asrser_config:-${conf_dir}/train_asrser.yaml}
+# Encoder pre-training and ablations: from conf_dir unless given; "none" switches them off.
+if [ -z "${asr_pre_config}" ] && [ -f "${conf_dir}/pretrain_encoder_ctc.yaml" ]; then
+    asr_pre_config=${conf_dir}/pretrain_encoder_ctc.yaml
+fi
+[ "${asr_pre_config}" != none ] || asr_pre_config=
+if [ -z "${asrser_ablations}" ]; then
+    asrser_ablations=$(ls "${conf_dir}"/ablation/train_asrser_*.yaml 2>/dev/null || true)
+fi
+[ "${asrser_ablations}" != none ] || asrser_ablations=
 for f in "${asr_config}" "${decode_config}" "${audio_config}" "${text_config}" \
-    "${combined_config}" "${asrser_config}"; do
+    "${combined_config}" "${asrser_config}" ${asr_pre_config} ${asrser_ablations}; do
     [ -f "${f}" ] || die "config ${f} does not exist"
 done
 if [ -n "${pretrained_asr_config}${pretrained_asr_model}" ]; then
@@ -222,6 +245,7 @@ ser_prefix=exp/ser${setting}
 results_dir=${ser_prefix}_results
 token_dir=data/token_list/word
 token_list=${token_dir}/tokens.txt
+char_token_list=data/token_list/char/tokens.txt
 ngpu_decode=$((ngpu > 0 ? 1 : 0))
 
 # The LibriSpeech training set is train_960 when the three training subsets are there,
@@ -257,6 +281,10 @@ else
     asr_suffix=
     asr_label=A2W
     asr_exp=exp/asr_$(config_tag "${asr_config}" "${asr_args}")
+    if [ -n "${asr_pre_config}" ]; then
+        asr_pre_exp=exp/asr_$(config_tag "${asr_pre_config}" "")
+        asr_pre_model=${asr_pre_exp}/valid.loss.best.pth
+    fi
     asr_train_config=${asr_exp}/config.yaml
     asr_model_file=${asr_exp}/${asr_model}
     asr_input=("${fbank[@]}")
@@ -265,11 +293,29 @@ decode_tag=$(config_tag "${decode_config}" "${decode_args}")
 asr_decode_dir=${asr_exp}/decode_${decode_tag}_${asr_model_file##*/}
 asr_decode_dir=${asr_decode_dir%.pth}
 
+# SER systems that are trained: the three baselines, ASR-SER and its ablations
+# (asrser_<name> from train_asrser_<name>.yaml, labelled by its "# ablation:" line).
 declare -A ser_config=([audio]=${audio_config} [text]=${text_config}
     [combined]=${combined_config} [asrser]=${asrser_config})
-ser_exp() { # ser_exp MODE FOLD
+declare -A ablation_label=()
+ablations=()
+for f in ${asrser_ablations}; do
+    name=$(basename "${f}" .yaml)
+    [[ ${name} == train_asrser_* ]] || die "ablation config ${f}: the name must be" \
+        "train_asrser_<name>.yaml"
+    name=asrser_${name#train_asrser_}
+    label=$(sed -n '1s/^# ablation: *//p' "${f}")
+    [ -n "${label}" ] || die "ablation config ${f}: its first line must be '# ablation: <text>'"
+    ser_config[${name}]=${f}
+    ablation_label[${name}]=${label}
+    ablations+=("${name}")
+done
+ser_mode() { # ser_mode SYSTEM: the model's --mode (ASR-SER ablations are asrser)
+    case $1 in asrser*) echo asrser ;; *) echo "$1" ;; esac
+}
+ser_exp() { # ser_exp SYSTEM FOLD
     local suffix=
-    [ "$1" != asrser ] || suffix=${asr_suffix}
+    [ "$(ser_mode "$1")" != asrser ] || suffix=${asr_suffix}
     echo "${ser_prefix}_fold${2}_$(config_tag "${ser_config[$1]}" "${ser_args}")${suffix}"
 }
 
@@ -481,6 +527,23 @@ if [ "${stage}" -le 4 ] && [ "${stop_stage}" -ge 4 ]; then
             --oov_text "dump/fbank/${iemocap}_all/text" --out "${token_dir}"
         mark_done "${token_dir}" "${sig}"
     fi
+    if [ -n "${asr_pre_config}" ] && ! ${pretrained}; then
+        # The characters of the same training text, for the encoder's CTC pre-training.
+        char_dir=$(dirname "${char_token_list}")
+        sig=$(fingerprint char "${source_args[@]}")
+        if is_done "${char_dir}" "${sig}"; then
+            log "${char_token_list} is up to date"
+        else
+            mkdir -p "${char_dir}"
+            python -m espnet2.bin.tokenize_text --token_type char --field 2- \
+                --input "${source_args[1]}" --output "${char_token_list}" \
+                --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' \
+                --add_symbol '<sos/eos>:-1' >"${char_dir}/tokenize.log" 2>&1 ||
+                die "making ${char_token_list} failed; see ${char_dir}/tokenize.log"
+            mark_done "${char_dir}" "${sig}"
+            log "${char_token_list}: $(wc -l <"${char_token_list}") entries"
+        fi
+    fi
     end_stage 4
 fi
 
@@ -535,6 +598,23 @@ if [ "${stage}" -le 5 ] && [ "${stop_stage}" -ge 5 ]; then
     end_stage 5
 fi
 
+# train_asr WHAT EXP MODEL ARGS...: train an ASR model (asr_train ARGS) into EXP unless it
+# is trained; MODEL is the checkpoint the training must leave.
+train_asr() {
+    local what=$1 exp=$2 model=$3 sig
+    shift 3
+    sig=$(fingerprint "$@" "${asr_stats}/train/feats_stats.npz")
+    check_exp "${exp}" "${sig}"
+    if is_done "${exp}" "${sig}"; then
+        log "${exp} is trained"
+        return
+    fi
+    log "${what}; follow it in ${exp}/train.log"
+    run_cmd "${exp}/train.log" --gpu "${ngpu}" python -m espnet_asrser.bin.asr_train "$@" ||
+        die "${what} failed; see ${exp}/train.log"
+    [ -f "${model}" ] || die "training ended without ${model}"
+    mark_done "${exp}" "${sig}"
+}
 if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
     log "Stage 6: A2W ASR pre-training (${asr_exp})"
     if ${pretrained}; then
@@ -559,24 +639,29 @@ if [ "${stage}" -le 6 ] && [ "${stop_stage}" -ge 6 ]; then
         fi
         log "$(tail -n 1 "${asr_exp}/log/pretrained_asr.log")"
     else
+        init_args=()
+        if [ -n "${asr_pre_config}" ]; then
+            # Character CTC teaches the encoder to listen in minutes; the A2W model starts
+            # from that encoder (and may keep it frozen while attention learns to align).
+            # shellcheck disable=SC2046
+            args=(--config "${asr_pre_config}" --token_type char
+                --token_list "${char_token_list}" --ngpu "${ngpu}" --resume true
+                --output_dir "${asr_pre_exp}"
+                $(data_args "${fbank[@]}" "${asr_train_set}" "${libri_valid_set}" \
+                    "${asr_stats}" text,text,text))
+            train_asr "encoder pre-training" "${asr_pre_exp}" "${asr_pre_model}" "${args[@]}"
+            init_args=(--init_param "${asr_pre_model}:encoder:encoder")
+        elif grep -q -E '^freeze_param:' "${asr_config}"; then
+            die "${asr_config} freezes parameters (freeze_param), which only makes sense" \
+                "after pre-training them: give --asr_pre_config"
+        fi
         # shellcheck disable=SC2046,SC2086
         args=(--config "${asr_config}" --token_type word --token_list "${token_list}"
-            --ngpu "${ngpu}" --resume true --output_dir "${asr_exp}"
+            --ngpu "${ngpu}" --resume true --output_dir "${asr_exp}" "${init_args[@]}"
             $(data_args "${fbank[@]}" "${asr_train_set}" "${libri_valid_set}" "${asr_stats}" \
                 text,text,text)
             ${asr_args})
-        sig=$(fingerprint "${args[@]}" "${asr_stats}/train/feats_stats.npz")
-        check_exp "${asr_exp}" "${sig}"
-        if is_done "${asr_exp}" "${sig}"; then
-            log "${asr_exp} is trained"
-        else
-            log "training; follow it in ${asr_exp}/train.log"
-            run_cmd "${asr_exp}/train.log" --gpu "${ngpu}" \
-                python -m espnet_asrser.bin.asr_train "${args[@]}" ||
-                die "A2W training failed; see ${asr_exp}/train.log"
-            [ -f "${asr_model_file}" ] || die "training ended without ${asr_model_file}"
-            mark_done "${asr_exp}" "${sig}"
-        fi
+        train_asr "A2W training" "${asr_exp}" "${asr_model_file}" "${args[@]}"
     fi
     end_stage 6
 fi
@@ -637,6 +722,21 @@ if [ "${stage}" -le 7 ] && [ "${stop_stage}" -ge 7 ]; then
     for set in "${decode_sets[@]}"; do
         log "${set}: $(head -n 1 "${asr_decode_dir}/${set}/score.log")"
     done
+    if ! ${pretrained} && [ -d "${asr_dir}/${libri_valid_set}" ]; then
+        # Does the A2W model listen? Its validation word accuracy with each utterance's
+        # own audio against another utterance's audio (RESULTS.md shows both).
+        listening=${asr_decode_dir}/listening.json
+        sig=$(fingerprint listening "${asr_train_config}" "${asr_model_file}" \
+            "${asr_dir}/${libri_valid_set}/feats.scp" "${asr_dir}/${libri_valid_set}/text")
+        if [ ! -f "${listening}" ] || ! is_done "${asr_decode_dir}/listening" "${sig}"; then
+            python local/listening_check.py --asr_train_config "${asr_train_config}" \
+                --asr_model_file "${asr_model_file}" --data "${asr_dir}/${libri_valid_set}" \
+                --out "${listening}" >"${asr_decode_dir}/listening.log" 2>&1 ||
+                die "the listening check failed; see ${asr_decode_dir}/listening.log"
+            mark_done "${asr_decode_dir}/listening" "${sig}"
+        fi
+        log "listening check: $(tail -n 1 "${asr_decode_dir}/listening.log")"
+    fi
     # The IEMOCAP transcripts of each fold's test session feed the pipeline baselines
     # ("Text-based/Combined (ASR transcripts)") in stage 11.
     for k in ${folds}; do
@@ -692,12 +792,13 @@ if [ "${stage}" -le 8 ] && [ "${stop_stage}" -ge 8 ]; then
     end_stage 8
 fi
 
-# train_ser MODE FOLD: launch the training of one SER model unless it is trained.
+# train_ser SYSTEM FOLD: launch the training of one SER model unless it is trained.
 train_ser() {
-    local mode=$1 k=$2 exp config data_specs=(emotion,emotion,text) extra=()
+    local system=$1 k=$2 mode exp config data_specs=(emotion,emotion,text) extra=()
     local input=("${fbank[@]}") stats=${ser_prefix}_stats_fold${k} asr_files=()
-    exp=$(ser_exp "${mode}" "${k}")
-    config=${ser_config[${mode}]}
+    mode=$(ser_mode "${system}")
+    exp=$(ser_exp "${system}" "${k}")
+    config=${ser_config[${system}]}
     if [ "${mode}" = asrser ] && ${pretrained}; then
         input=("${raw[@]}")
         stats+=_raw
@@ -758,19 +859,21 @@ if [ "${stage}" -le 10 ] && [ "${stop_stage}" -ge 10 ]; then
     log "Stage 10: ASR-SER joint fine-tuning per fold, from ${asr_model_file}"
     max_jobs=${train_jobs}
     for k in ${folds}; do
-        train_ser asrser "${k}"
+        for system in asrser "${ablations[@]}"; do
+            train_ser "${system}" "${k}"
+        done
     done
     wait_launched "ASR-SER fine-tuning"
     end_stage 10
 fi
 
 # The six rows of the paper's Table 1: system -> model (its mode) and transcript source.
-systems="audio text text_asr combined combined_asr asrser"
+systems="audio text text_asr combined combined_asr asrser ${ablations[*]}"
 # Where a system's scores go: the rows that depend on the ASR model are kept per ASR
 # model (asrser, asrser_pretrained_<name>, ...).
 result_key() { # result_key SYSTEM
     case $1 in
-        asrser | *_asr) echo "$1${asr_suffix}" ;;
+        asrser* | *_asr) echo "$1${asr_suffix}" ;;
         *) echo "$1" ;;
     esac
 }
@@ -780,7 +883,7 @@ result_key() { # result_key SYSTEM
 score() {
     local text_args=()
     case $1 in
-        asrser) text_args=(--ref_text "$2/text" --hyp_text "$3/text") ;;
+        asrser*) text_args=(--ref_text "$2/text" --hyp_text "$3/text") ;;
         *_asr) text_args=(--ref_text "$2/text" --hyp_text "$4") ;;
     esac
     # shellcheck disable=SC2086
@@ -802,7 +905,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
             exp=$(ser_exp "${system%_asr}" "${k}")
             [ -f "${exp}/${ser_model}" ] || die "no ${exp}/${ser_model}: run stages 9 and 10"
             speech=("${fbank[@]}")
-            [ "${system}" != asrser ] || speech=("${asr_input[@]}")
+            [ "$(ser_mode "${system}")" != asrser ] || speech=("${asr_input[@]}")
             args=(--asrser_train_config "${exp}/config.yaml"
                 --asrser_model_file "${exp}/${ser_model}" --ngpu "${ngpu_decode}"
                 --data_path_and_name_and_type "${speech[0]}/${test}/${speech[1]}")
@@ -820,7 +923,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
                     dir=${exp}/decode_${asr_text_tag}/${test}
                     args+=(--data_path_and_name_and_type "${asr_decode_dir}/${test}/text,text,text")
                     ;;
-                asrser)
+                asrser*)
                     dir=${exp}/decode_${decode_tag}/${test}
                     # shellcheck disable=SC2206
                     args+=(--config "${decode_config}" ${decode_args})
@@ -846,7 +949,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         for system in ${systems}; do
             dir=${out_dir[${system},${k}]}
             if [ -f "${dir}/.pending" ]; then
-                if [ "${system}" = asrser ] && ${pretrained}; then
+                if [ "$(ser_mode "${system}")" = asrser ] && ${pretrained}; then
                     # As in stage 7: the pretrained tokenizer's words, our convention.
                     mv "${dir}/text" "${dir}/text.1best"
                     python local/normalize_text.py "${dir}/text.1best" "${dir}/text"
@@ -873,7 +976,7 @@ if [ "${stage}" -le 11 ] && [ "${stop_stage}" -ge 11 ]; then
         key=$(result_key "${system}")
         pooled=${results_dir}/${key}/pooled
         names=(emotion)
-        case ${system} in asrser | *_asr) names+=(text) ;; esac
+        case ${system} in asrser* | *_asr) names+=(text) ;; esac
         inputs=()
         for name in "${names[@]}"; do
             for k in ${folds}; do
@@ -927,12 +1030,24 @@ EOF
     for mode in audio text combined; do
         exp_args+=(--ser_exp "${mode}=$(ser_exp "${mode}" "{k}")")
     done
+    for system in "${ablations[@]}"; do
+        exp_args+=(--ablation "$(result_key "${system}")=${ablation_label[${system}]}")
+    done
+    # The training records (best train and valid accuracies) of every model also go into
+    # RESULTS.md: a retrained model changes its .done.
+    trained=("${asr_exp}/.done")
+    for k in ${folds}; do
+        for system in audio text combined asrser "${ablations[@]}"; do
+            trained+=("$(ser_exp "${system}" "${k}")/.done")
+        done
+    done
     # shellcheck disable=SC2086
     args=(--results_dir "${results_dir}" --folds ${folds} --data "data/${iemocap}_all"
         --fold_data "data/${iemocap}_fold{k}_{part}" --oov "${token_dir}/oov_rate.json"
         "${exp_args[@]}" --ser_model "${ser_model}" --mini "${synthetic}")
     ! ${synthetic} || args+=(--oracle "$(dirname "${IEMOCAP}")/oracle.json")
-    sig=$(fingerprint "${args[@]}" "${results_dir}"/*/*.json "${asr_decode_dir}"/*/score.json)
+    sig=$(fingerprint "${args[@]}" "${results_dir}"/*/*.json "${asr_decode_dir}"/*/score.json \
+        "${asr_decode_dir}/listening.json" "${trained[@]}")
     if is_done "${results_dir}" "${sig}" && [ -f RESULTS.md ]; then
         log "RESULTS.md is up to date"
     else

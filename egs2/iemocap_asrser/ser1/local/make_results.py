@@ -4,22 +4,31 @@
            --oov data/token_list/word/oov_rate.json \
            --ser_exp 'audio=exp/ser_fold{k}_train_audio' ... (text, combined) \
            --ser_model valid.acc_ser.best.pth --mini false [--oracle DIR/oracle.json] \
+           [--ablation 'asrser_uttnorm=ASR-SER, L_ASR summed per utterance' ...] \
            --out RESULTS.md
 
-Stage 12 of the recipe: RESULTS.md from the score files of stages 7 and 11, nothing else.
+Stage 12 of the recipe: RESULTS.md from the score files of stages 7 and 11 and the
+training records of the experiments, nothing else.
 
 * Table 1 of the paper (rows Audio-based ... ASR-SER; WA, UA, WER), pooled over the
   folds (all test hypotheses scored together) and per fold, beside the paper's numbers;
 * the paper's qualitative claims (combined beats each modality alone, ASR transcripts
-  hurt, ASR-SER recovers, joint fine-tuning lowers the WER), each checked on these numbers
-  with its sampling error, and, for generated corpora (``--oracle``), the oracle
-  accuracies they were designed with;
+  hurt, ASR-SER recovers, joint fine-tuning lowers the WER), each decided by paired tests
+  over the pooled test utterances (``espnet_asrser.significance``: McNemar for WA, paired
+  bootstrap for UA and WER) after checking that each model is above chance, and, for
+  generated corpora (``--oracle``), the oracle accuracies they were designed with;
+* ablations (``--ablation KEY=LABEL``: more result directories, shown and tested beside
+  the ASR-SER row of our A2W model);
+* the best train and valid accuracy of every model and fold, from ESPnet's reporter
+  record in ``checkpoint.pth``, so that underfitting shows;
 * the ASR-SER confusion matrix (the paper's Table 3: rows are the reference, columns
   the prediction, counts);
-* the ASR results (LibriSpeech test sets, IEMOCAP zero-shot) and the IEMOCAP OOV rate;
+* the ASR results (LibriSpeech test sets, IEMOCAP zero-shot), the IEMOCAP OOV rate, and
+  the listening check of an ASR model (``<decode_dir>/listening.json``, optional: its
+  word accuracy with each utterance's own audio and with shuffled audio);
 * how the numbers were obtained: label set, data selection, protocol and folds, model
   selection (validation set only), configs, and the software that ran (Python, torch,
-  ESPnet versions, the git commit of espnet_asrser).
+  ESPnet versions, the git commit of espnet_asrser and whether the tree differed from it).
 
 The ASR models are those registered in ``<results_dir>/asr_models/<key>.json`` (stage 12
 writes the entry of its run's ASR model: ``a2w`` for ours, ``pretrained_<name>`` for a
@@ -32,25 +41,35 @@ and with pretrained ones show side by side; the rows carry the model's label in 
 unless our A2W model is the only one, which keeps the paper's row names. A model scored
 on other folds is named in a note instead.
 
-Every number is read from a JSON written by ``espnet_asrser.bin.asrser_score``; a
-missing file is an error, so a table never shows a number that was not computed.
+A result directory ``<results_dir>/<key>`` holds ``fold<k>.json`` and ``pooled.json``
+(written by ``espnet_asrser.bin.asrser_score``) and the pooled per-utterance files they
+were scored from: ``pooled/emotion`` and ``pooled/ref/emotion`` (and ``pooled/text``,
+``pooled/ref/text`` where the system has transcripts). Every number is read from these
+files; a missing file is an error, and so are per-utterance files that do not reproduce
+their ``pooled.json``, so a table never shows a number that was not computed. Only the
+training records and the listening check may be absent; the report then says so.
 """
 
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
 import espnet_asrser
+from espnet_asrser import significance as sig
+from espnet_asrser.metrics import score_emotions, word_error_rate
+from espnet_asrser.utils.kaldi_text import read_kaldi_text
 
 # (system key in the results directory, Table 1 row, paper WA, UA, WER); paper values
 # are Feng et al. 2020, Table 1.
@@ -62,6 +81,7 @@ ROWS = [
     ("combined_asr", "Combined (ASR transcripts)", 60.1, 60.7, 40.7),
     ("asrser", "ASR-SER", 68.6, 69.7, 35.7),
 ]
+ROW_NAMES = {key: row for key, row, *_ in ROWS}
 # Table 3 of the paper orders the classes so; names for the confusion matrix.
 PAPER_ORDER = ["hap", "sad", "neu", "ang"]
 CLASS_NAMES = {"hap": "Happy", "sad": "Sad", "neu": "Neutral", "ang": "Angry"}
@@ -72,6 +92,14 @@ ASR_MODEL_FIELDS = (
     "label", "suffix", "folds", "source", "asr_exp", "asr_config", "asr_model",
     "decode_dir", "decode_config", "asrser_exp",
 )
+# "ASR-SER approaches combined": the 95 % interval of the WA difference must lie within
+# this many (fractional) points of 0. Our choice; the paper states no margin.
+EQUIVALENCE_MARGIN = 0.05
+# Fields of an ASR model's optional listening check, <decode_dir>/listening.json.
+LISTENING_FIELDS = {
+    "valid_set": str, "n": int, "acc_own_audio": float, "acc_shuffled_audio": float,
+    "seed": int, "note": str,
+}
 
 
 class ResultsError(Exception):
@@ -116,6 +144,160 @@ def read_values(path: Path) -> List[str]:
         (line.split(maxsplit=1) + [""])[1]
         for line in path.read_text(encoding="utf-8").splitlines()
     ]
+
+
+def points(x: float) -> float:
+    """A rate in points, rounded as printed, without a sign on zero ("-0.0")."""
+    return round(100 * x, 1) + 0.0
+
+
+def signed(x: float) -> str:
+    """A difference of rates in points, with its sign."""
+    return f"{points(x):+.1f}"
+
+
+def interval(d: sig.Difference) -> str:
+    return f"[{points(d.low):.1f}, {points(d.high):.1f}]"
+
+
+def p_value(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+# ----------------------------------------------------------------------------- evidence
+@dataclass
+class Pooled:
+    """One system's pooled test utterances, in utterance-id order."""
+
+    score: dict  # its pooled.json
+    ids: List[str]
+    refs: List[str]
+    hyps: List[str]
+    ref_texts: Optional[List[str]]  # None when the system has no transcripts
+    errors: Optional[List[int]]  # word errors per utterance
+    ref_words: Optional[List[int]]
+
+
+class Evidence:
+    """The per-utterance pooled results of the result directories, each read once and
+    checked against its ``pooled.json``, and the paired tests between them."""
+
+    def __init__(self, results: Path):
+        self.results = results
+        self._pooled: Dict[str, Pooled] = {}
+        self._chance: Dict[str, sig.ChanceTest] = {}
+        self._compared: Dict[Tuple[str, str], Tuple[sig.McNemar, Dict[str, sig.Difference]]]
+        self._compared = {}
+
+    def _read(self, path: Path) -> Dict[str, str]:
+        try:
+            return read_kaldi_text(path)
+        except OSError:
+            raise ResultsError(
+                f"{path} is missing: the stage that scores the pooled results writes it"
+            ) from None
+        except ValueError as e:
+            raise ResultsError(str(e)) from None
+
+    def pooled(self, key: str) -> Pooled:
+        if key in self._pooled:
+            return self._pooled[key]
+        score = load_json(self.results / key / "pooled.json")
+        directory = self.results / key / "pooled"
+        ref, hyp = self._read(directory / "ref" / "emotion"), self._read(directory / "emotion")
+        try:
+            scores = score_emotions(ref, hyp, score["classes"])
+        except ValueError as e:
+            raise ResultsError(f"{directory}: {e}") from None
+        if scores.n != score["n"] or max(
+            abs(scores.wa - score["wa"]), abs(scores.ua - score["ua"])
+        ) > 1e-9:
+            raise ResultsError(
+                f"{directory}/emotion gives n={scores.n}, WA {pct(scores.wa)}, UA "
+                f"{pct(scores.ua)}, but {key}/pooled.json says n={score['n']}, WA "
+                f"{pct(score['wa'])}, UA {pct(score['ua'])}: one of them is stale; score "
+                "the pooled results again"
+            )
+        ids = sorted(ref)
+        pooled = Pooled(score, ids, [ref[u] for u in ids], [hyp[u] for u in ids], None, None,
+                        None)
+        if (directory / "text").is_file() and (directory / "ref" / "text").is_file():
+            self._add_transcripts(key, pooled, directory)
+        self._pooled[key] = pooled
+        return pooled
+
+    def _add_transcripts(self, key: str, pooled: Pooled, directory: Path) -> None:
+        ref, hyp = self._read(directory / "ref" / "text"), self._read(directory / "text")
+        if ref.keys() != set(pooled.ids) or hyp.keys() != set(pooled.ids):
+            raise ResultsError(f"{directory}: text, ref/text and emotion list different ids")
+        # The WER of metrics.py (that of pooled.json), one utterance at a time.
+        per_utt = [word_error_rate([ref[u].split()], [hyp[u].split()]) for u in pooled.ids]
+        pooled.ref_texts = [ref[u] for u in pooled.ids]
+        pooled.errors = [w["errors"] for w in per_utt]
+        pooled.ref_words = [w["ref_words"] for w in per_utt]
+        wer = pooled.score.get("wer")
+        if wer is None or wer["errors"] != sum(pooled.errors):
+            raise ResultsError(
+                f"{directory}/text gives {sum(pooled.errors)} word errors but "
+                f"{key}/pooled.json says {None if wer is None else wer['errors']}: one of "
+                "them is stale; score the pooled results again"
+            )
+
+    def chance(self, key: str) -> sig.ChanceTest:
+        if key not in self._chance:
+            p = self.pooled(key)
+            self._chance[key] = sig.chance_test(p.refs, p.hyps)
+        return self._chance[key]
+
+    def _paired(self, a: str, b: str) -> Tuple[Pooled, Pooled]:
+        pa, pb = self.pooled(a), self.pooled(b)
+        if pa.ids != pb.ids or pa.refs != pb.refs:
+            raise ResultsError(
+                f"{a} and {b} were not scored on the same utterances with the same "
+                "references: a paired test needs both"
+            )
+        return pa, pb
+
+    def compare(self, a: str, b: str) -> Tuple[sig.McNemar, Dict[str, sig.Difference]]:
+        """McNemar on WA, and the paired bootstrap of WA and UA, of ``a`` minus ``b``."""
+        if (a, b) not in self._compared:
+            pa, pb = self._paired(a, b)
+            mcnemar = sig.mcnemar_exact(
+                [h == r for h, r in zip(pa.hyps, pa.refs)],
+                [h == r for h, r in zip(pb.hyps, pb.refs)],
+            )
+            self._compared[a, b] = mcnemar, sig.paired_bootstrap_accuracy(
+                pa.refs, pa.hyps, pb.hyps
+            )
+        return self._compared[a, b]
+
+    def wer_difference(self, a: str, b: str) -> Optional[sig.Difference]:
+        """Paired bootstrap of the corpus WER of ``a`` minus that of ``b``, or None when
+        either lacks per-utterance transcripts."""
+        pa, pb = self._paired(a, b)
+        if pa.errors is None or pb.errors is None:
+            return None
+        if pa.ref_texts != pb.ref_texts:
+            raise ResultsError(f"{a} and {b} were scored against different reference texts")
+        return sig.paired_bootstrap_wer(pa.errors, pb.errors, pa.ref_words)
+
+    def untestable(self, names: Dict[str, str], *keys: str) -> Optional[str]:
+        """"not testable: <model> at chance" when a model in a claim is at chance."""
+        at_chance = [names[k] for k in keys if self.chance(k).at_chance()]
+        return f"not testable: {' and '.join(at_chance)} at chance" if at_chance else None
+
+    def beats(self, a: str, b: str, names: Dict[str, str]) -> Tuple[str, str]:
+        """Verdict and numbers for "a beats b"."""
+        mcnemar, d = self.compare(a, b)
+        wa, ua = d["wa"], d["ua"]
+        guard = self.untestable(names, a, b)
+        if guard:
+            return guard, f"WA {pct(wa.a)} vs {pct(wa.b)}; UA {pct(ua.a)} vs {pct(ua.b)}"
+        return sig.beats_verdict(mcnemar, ua), (
+            f"WA {pct(wa.a)} vs {pct(wa.b)}, McNemar {sig.format_p(mcnemar.p)}; UA "
+            f"{pct(ua.a)} vs {pct(ua.b)}, diff {signed(ua.diff)} {interval(ua)}, "
+            f"{sig.format_p(ua.p)}"
+        )
 
 
 # ----------------------------------------------------------------------------- ASR models
@@ -212,53 +394,71 @@ def table1(results: Path, folds: List[str], models: List[dict]) -> List[str]:
     return lines
 
 
-def _standard_error(p: float, n: int) -> float:
-    return (p * (1.0 - p) / n) ** 0.5
+def chance_section(evidence: Evidence, rows: List[Tuple[str, str]]) -> List[str]:
+    """The chance check of every (key, row name): WA against the majority class, UA
+    against 1 / the number of classes."""
+    lines = [
+        "| Model | WA (%) | majority class (%) | p (WA) | UA (%) | 1/classes (%) | p (UA) | "
+        "above chance |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, name in rows:
+        c = evidence.chance(key)
+        above = "no (at chance)" if c.at_chance() else ", ".join(
+            m for m, p in (("WA", c.p_wa), ("UA", c.p_ua)) if p < sig.ALPHA
+        )
+        lines.append(
+            f"| {name} | {pct(c.wa)} | {pct(c.majority_rate)} | {p_value(c.p_wa)} | "
+            f"{pct(c.ua)} | {pct(c.chance_ua)} | {p_value(c.p_ua)} | {above} |"
+        )
+    return lines + [""]
 
 
-def claims_section(results: Path, models: List[dict], oracle: Optional[dict]) -> List[str]:
-    """The paper's qualitative claims, each checked on the pooled WA and UA of this run.
-
-    A claim "holds" when it holds for both WA and UA; a difference smaller than two
-    standard errors of the larger accuracy (binomial, pooled n) is reported as within
-    sampling error rather than as a finding either way.
-    """
-    pooled = {key: load_json(results / key / "pooled.json") for key, *_ in table_rows(models)}
-    n = pooled["audio"]["n"]
-
-    def compare(a: str, b: str) -> Tuple[str, str]:
-        """Verdict and numbers for "a beats b"."""
-        parts, verdicts = [], []
-        for metric in ("wa", "ua"):
-            x, y = pooled[a][metric], pooled[b][metric]
-            margin = 2 * _standard_error(max(x, y), n)
-            verdicts.append("holds" if x - y > margin else "fails" if y - x > margin
-                            else "within sampling error")
-            parts.append(f"{metric.upper()} {pct(x)} vs {pct(y)}")
-        verdict = verdicts[0] if verdicts[0] == verdicts[1] else "mixed (WA: {}, UA: {})".format(
-            *verdicts)
-        return verdict, "; ".join(parts)
-
+def claims_section(
+    results: Path, models: List[dict], oracle: Optional[dict], evidence: Evidence
+) -> List[str]:
+    """The paper's qualitative claims, each decided by paired tests over the pooled test
+    utterances (``espnet_asrser.significance``; the rules are in the text printed here)."""
+    rows = table_rows(models)
+    names = {key: row for key, row, *_ in rows}
+    n = load_json(results / "audio" / "pooled.json")["n"]
+    alpha = f"{sig.ALPHA:g}"
     lines = [
         "## The paper's claims on these data",
         "",
-        f"Pooled WA and UA of Table 1 (n = {n}). A claim holds if it holds for both; a",
-        "difference within two binomial standard errors of the accuracy (about "
-        f"{100 * 2 * _standard_error(0.5, n):.1f} points",
-        "here) is reported as within sampling error. Computed by `local/make_results.py` from",
-        "the score files, like every number above.",
+        f"Each model against chance first, on the pooled test utterances (n = {n}): WA by a "
+        "one-sided exact binomial test against the rate of the most frequent reference "
+        "class, UA by a one-sided bootstrap over utterances against 1/number of classes "
+        f"(the UA of any prediction that ignores the input; {sig.N_RESAMPLES:,} resamples, "
+        f"p = share of resamples at or below it). A model above chance on neither (α = "
+        f"{alpha}) makes every claim it is in \"not testable\".",
+        "",
+    ]
+    lines += chance_section(evidence, [(key, row) for key, row, *_ in rows])
+    lines += [
+        f"Claims are decided by paired tests on the same utterances (α = {alpha}): WA by an "
+        "exact two-sided McNemar test on the utterances one model gets right and the other "
+        "wrong, UA by a paired bootstrap over utterances (difference in points, 95 % "
+        f"percentile interval, {sig.N_RESAMPLES:,} resamples, seed {sig.SEED}). \"A beats "
+        "B\" holds when A is significantly better in both, fails when B is, is \"not "
+        "significant\" when neither difference is, and \"mixed\" otherwise. \"Approaches\" "
+        "holds when neither difference is significant and the 95 % interval of the WA "
+        f"difference lies within ±{100 * EQUIVALENCE_MARGIN:g} points (an equivalence margin "
+        "of our choosing; the paper states none), fails when combined is significantly "
+        "better in WA or UA, and is inconclusive otherwise. The WER claim is tested by a "
+        "paired bootstrap of the corpus WER over utterances.",
         "",
         "| claim | verdict | numbers (ours) | paper (WA, UA) |",
         "|---|---|---|---|",
     ]
-    rows = [
+    claims = [
         ("combined beats audio-only", "combined", "audio", "68.9/69.4 vs 55.7/57.0"),
         ("combined beats text-only", "combined", "text", "68.9/69.4 vs 63.7/63.6"),
     ]
     for model in models:
         tag = f" [{model['label']}]" if labelled(models) else ""
         sfx = model["suffix"]
-        rows += [
+        claims += [
             (f"reference transcripts beat ASR transcripts, text{tag}", "text",
              "text_asr" + sfx, "63.7/63.6 vs 51.0/50.7"),
             (f"reference transcripts beat ASR transcripts, combined{tag}", "combined",
@@ -268,35 +468,13 @@ def claims_section(results: Path, models: List[dict], oracle: Optional[dict]) ->
             (f"ASR-SER beats audio-only{tag}", "asrser" + sfx, "audio",
              "68.6/69.7 vs 55.7/57.0"),
         ]
-    for claim, a, b, paper_numbers in rows:
-        verdict, numbers = compare(a, b)
+    for claim, a, b, paper_numbers in claims:
+        verdict, numbers = evidence.beats(a, b, names)
         lines.append(f"| {claim} | {verdict} | {numbers} | {paper_numbers} |")
     for model in models:
         tag = f" [{model['label']}]" if labelled(models) else ""
-        sfx = model["suffix"]
-        combined, combined_asr = pooled["combined"]["wa"], pooled["combined_asr" + sfx]["wa"]
-        asrser = pooled["asrser" + sfx]["wa"]
-        gap = combined - asrser
-        margin = 2 * _standard_error(combined, n)
-        verdict = "holds" if gap <= margin else "fails"
-        lost = combined - combined_asr
-        recovered = (
-            f"; it recovers {100 * (asrser - combined_asr) / lost:.0f} % of the "
-            f"{100 * lost:.1f} WA points that ASR transcripts lose"
-            if lost > margin else ""
-        )
-        lines.append(
-            f"| ASR-SER approaches combined with reference transcripts{tag} (within two "
-            f"standard errors) | {verdict} | WA {pct(asrser)} vs {pct(combined)}{recovered} | "
-            "68.6 vs 68.9; recovers 97 % of 8.8 points |"
-        )
-        zero_shot, tuned = wer_of(pooled["text_asr" + sfx]), wer_of(pooled["asrser" + sfx])
-        if zero_shot is not None and tuned is not None:
-            verdict = "holds" if tuned < zero_shot else "fails"
-            lines.append(
-                f"| joint fine-tuning lowers the IEMOCAP WER{tag} | {verdict} | WER "
-                f"{pct(tuned)} after vs {pct(zero_shot)} zero-shot | 35.7 vs 40.7 |"
-            )
+        lines.append(approaches_row(evidence, names, model["suffix"], tag))
+        lines += wer_row(evidence, model["suffix"], tag)
     lines.append("")
     if oracle:
         realised = oracle.get("realised", {})
@@ -321,6 +499,62 @@ def claims_section(results: Path, models: List[dict], oracle: Optional[dict]) ->
                              f"{pct(realised[key]['ua'])} |")
         lines.append("")
     return lines
+
+
+
+
+def approaches_row(evidence: Evidence, names: Dict[str, str], sfx: str, tag: str) -> str:
+    """The claim "ASR-SER approaches combined with reference transcripts", with the share
+    of the WA that ASR transcripts lose which ASR-SER recovers."""
+    asrser, combined_asr = "asrser" + sfx, "combined_asr" + sfx
+    mcnemar, d = evidence.compare(asrser, "combined")
+    wa, ua = d["wa"], d["ua"]
+    lost_test, lost = evidence.compare("combined", combined_asr)
+    if lost_test.p < sig.ALPHA and lost["wa"].diff > 0:
+        gained = evidence.compare(asrser, combined_asr)[1]["wa"].diff
+        recovered = (
+            f"; it recovers {100 * gained / lost['wa'].diff:.0f} % of the "
+            f"{100 * lost['wa'].diff:.1f} WA points that ASR transcripts lose"
+        )
+    else:
+        recovered = (
+            "; ASR transcripts lose no significant WA here (McNemar "
+            f"{sig.format_p(lost_test.p)}), so there is nothing to recover"
+        )
+    verdict = evidence.untestable(names, asrser, "combined") or sig.approaches_verdict(
+        mcnemar, wa, ua, EQUIVALENCE_MARGIN
+    )
+    return (
+        f"| ASR-SER approaches combined with reference transcripts{tag} (WA within "
+        f"±{100 * EQUIVALENCE_MARGIN:g} points) | {verdict} | WA {pct(wa.a)} vs "
+        f"{pct(wa.b)}, diff {signed(wa.diff)} {interval(wa)}, McNemar "
+        f"{sig.format_p(mcnemar.p)}; UA {pct(ua.a)} vs {pct(ua.b)}, diff "
+        f"{signed(ua.diff)} {interval(ua)}, {sig.format_p(ua.p)}{recovered} | "
+        "68.6 vs 68.9; recovers 97 % of 8.8 points |"
+    )
+
+
+def wer_row(evidence: Evidence, sfx: str, tag: str) -> List[str]:
+    """The claim "joint fine-tuning lowers the IEMOCAP WER": ASR-SER's own transcripts
+    against the zero-shot ones the pipeline baselines read."""
+    tuned_key, zero_shot_key = "asrser" + sfx, "text_asr" + sfx
+    tuned = wer_of(evidence.pooled(tuned_key).score)
+    zero_shot = wer_of(evidence.pooled(zero_shot_key).score)
+    if tuned is None or zero_shot is None:
+        return []
+    d = evidence.wer_difference(tuned_key, zero_shot_key)
+    numbers = f"WER {pct(tuned)} after vs {pct(zero_shot)} zero-shot"
+    if d is None:
+        verdict = "holds" if tuned < zero_shot else "fails"
+        numbers += (
+            f" (no paired test: {tuned_key}/pooled or {zero_shot_key}/pooled has no "
+            "per-utterance transcripts)"
+        )
+    else:
+        verdict = sig.lower_verdict(d)
+        numbers += f", diff {signed(d.diff)} {interval(d)}, {sig.format_p(d.p)}"
+    return [f"| joint fine-tuning lowers the IEMOCAP WER{tag} | {verdict} | {numbers} | "
+            "35.7 vs 40.7 |"]
 
 
 def describe_model(model: dict) -> str:
@@ -352,14 +586,171 @@ def per_fold(
         pattern = asr["asrser_exp"] if mode == "asrser" else exps[mode]
         for k in folds:
             s = load_json(results / key / f"fold{k}.json")
-            model = Path(pattern.format(k=k)) / ser_model
-            # ESPnet's best-model files are links to the epoch they selected.
-            epoch = os.readlink(model).split("epoch")[0] if model.is_symlink() else "?"
+            epoch = selected_epoch(Path(pattern.format(k=k)) / ser_model)
             lines.append(
                 f"| {row} | {k} | {s['n']} | {pct(s['wa'])} | {pct(s['ua'])} | "
                 f"{pct(wer_of(s))} | {epoch} |"
             )
     lines.append("")
+    return lines
+
+
+def selected_epoch(model: Path) -> str:
+    """The epoch of a best-model file: ESPnet's are links to the epoch they selected."""
+    return os.readlink(model).split("epoch")[0] if model.is_symlink() else "?"
+
+
+def ablation_section(
+    results: Path, folds: List[str], models: List[dict], ablations: Dict[str, str],
+    evidence: Evidence,
+) -> List[str]:
+    """The ablation result directories beside the ASR-SER row of our A2W model (of the
+    first ASR model when ours is not registered), each tested against it."""
+    base_model = next((m for m in models if m["key"] == A2W_KEY), models[0])
+    base = "asrser" + base_model["suffix"]
+    base_name = f"ASR-SER [{base_model['label']}]" if labelled(models) else "ASR-SER"
+    names = {base: base_name, **ablations}
+    lines = [
+        f"## Ablation (beside {base_name})",
+        "",
+        f"Result directories named by `--ablation KEY=LABEL`, scored like the rows above; "
+        f"each is compared with {base_name} on the same pooled test utterances by the tests "
+        f"of the claims (α = {sig.ALPHA:g}): differences are the row minus {base_name}, in "
+        "points, with their 95 % interval; the verdict is that on "
+        f"\"{base_name} beats the row\".",
+        "",
+        "| Model | WA (%) | UA (%) | WER (%) | difference (row minus base) | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for key, name in names.items():
+        score = evidence.pooled(key).score
+        test = verdict = "–"
+        if key != base:
+            mcnemar, d = evidence.compare(key, base)
+            test = (
+                f"WA {signed(d['wa'].diff)} {interval(d['wa'])}, McNemar "
+                f"{sig.format_p(mcnemar.p)}; UA {signed(d['ua'].diff)} {interval(d['ua'])}, "
+                f"{sig.format_p(d['ua'].p)}"
+            )
+            wer = evidence.wer_difference(key, base)
+            if wer is not None:
+                test += f"; WER {signed(wer.diff)} {interval(wer)}, {sig.format_p(wer.p)}"
+            verdict = evidence.beats(base, key, names)[0]
+        lines.append(
+            f"| {name} | {pct(score['wa'])} | {pct(score['ua'])} | {pct(wer_of(score))} | "
+            f"{test} | {verdict} |"
+        )
+    lines += ["", "| Model | Fold | n | WA (%) | UA (%) | WER (%) |", "|---|---|---|---|---|---|"]
+    for key, name in names.items():
+        for k in folds:
+            s = load_json(results / key / f"fold{k}.json")
+            lines.append(
+                f"| {name} | {k} | {s['n']} | {pct(s['wa'])} | {pct(s['ua'])} | "
+                f"{pct(wer_of(s))} |"
+            )
+    lines.append("")
+    return lines
+
+
+def reporter_stats(exp: Path) -> Optional[Dict[int, Dict[str, Dict[str, Any]]]]:
+    """ESPnet's per-epoch record, ``stats[epoch][phase][name]``, from the experiment's
+    ``checkpoint.pth`` (rewritten after every epoch), or None when there is none.
+
+    The structured record rather than train.log: the log is ESPnet's free-text rendering
+    of the same numbers, whose format is not an interface and which a resumed run appends
+    to; the checkpoint holds the reporter's state as the trainer uses it to select epochs.
+    """
+    path = exp / "checkpoint.pth"
+    if not path.is_file():
+        return None
+    import torch  # only here: the rest of this program needs no torch
+
+    # weights_only=False because the reporter's record holds datetime.timedelta and
+    # numpy scalars, which the weights-only unpickler refuses. Acceptable here: this is
+    # the checkpoint the recipe's own training run wrote, not a downloaded file. mmap
+    # avoids reading the model and optimizer states, which are not used.
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as e:  # torch raises many kinds on a truncated or foreign file
+        raise ResultsError(f"{path} cannot be read: {e}") from None
+    try:
+        return state["reporter"]["stats"]
+    except (KeyError, TypeError):
+        raise ResultsError(f"{path} holds no ESPnet reporter record") from None
+
+
+def best_of(
+    stats: Dict[int, Dict[str, Dict[str, Any]]], phase: str, name: str
+) -> Optional[Tuple[float, int]]:
+    """The highest value of ``phase.name`` over the epochs, and its (first) epoch."""
+    values = [
+        (float(record[phase][name]), epoch)
+        for epoch, record in sorted(stats.items())
+        if name in record.get(phase, {}) and math.isfinite(float(record[phase][name]))
+    ]
+    return max(values, key=lambda v: (v[0], -v[1])) if values else None
+
+
+def training_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
+    """Best train and valid accuracy over the epochs of every model and fold."""
+
+    def best(stats: Optional[dict], phase: str, name: str) -> str:
+        value = best_of(stats, phase, name) if stats else None
+        return "–" if value is None else f"{pct(value[0])} (epoch {value[1]})"
+
+    lines = [
+        "## Training: best train and valid accuracy",
+        "",
+        "As ESPnet's reporter recorded them (`checkpoint.pth` of each experiment): the train "
+        "accuracy is the mean over an epoch's training batches (dropout on, weights "
+        "changing), the valid accuracy is measured after the epoch; each is the best over "
+        "the epochs run, with its epoch. A best train accuracy near chance means the model "
+        "underfits; a selected epoch at max_epoch, that training may have stopped early.",
+        "",
+        "| Model | Fold | best train acc_ser (%) | best valid acc_ser (%) | selected epoch | "
+        "epochs run | max_epoch |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    exps = [(ROW_NAMES[mode], args.ser_exp[mode]) for mode in BASELINE_MODES] + [
+        (f"ASR-SER [{m['label']}]" if labelled(models) else "ASR-SER", m["asrser_exp"])
+        for m in models
+    ]
+    missing = []
+    for name, pattern in exps:
+        for k in args.folds:
+            exp = Path(pattern.format(k=k))
+            stats = reporter_stats(exp)
+            if stats is None:
+                missing.append(str(exp))
+            config = load_yaml(exp / "config.yaml")
+            lines.append(
+                f"| {name} | {k} | {best(stats, 'train', 'acc_ser')} | "
+                f"{best(stats, 'valid', 'acc_ser')} | "
+                f"{selected_epoch(exp / args.ser_model)} | {len(stats) if stats else '–'} | "
+                f"{config.get('max_epoch')} |"
+            )
+    ours = [m for m in models if m["key"] == A2W_KEY]
+    if ours:
+        lines += [
+            "",
+            "| A2W model | best train acc (%) | best valid acc (%) | used | epochs run | "
+            "max_epoch |",
+            "|---|---|---|---|---|---|",
+        ]
+    for model in ours:
+        exp = Path(model["asr_exp"])
+        stats = reporter_stats(exp)
+        if stats is None:
+            missing.append(str(exp))
+        config = load_yaml(Path(model["asr_config"]))
+        lines.append(
+            f"| `{exp}` | {best(stats, 'train', 'acc')} | {best(stats, 'valid', 'acc')} | "
+            f"`{Path(model['asr_model']).name}` | {len(stats) if stats else '–'} | "
+            f"{config.get('max_epoch')} |"
+        )
+    lines.append("")
+    if missing:
+        lines += [f"No `checkpoint.pth` (no training record) in: {', '.join(missing)}.", ""]
     return lines
 
 
@@ -445,6 +836,44 @@ def asr_section(
     return lines
 
 
+def listening_section(model: dict) -> List[str]:
+    """The listening check of an ASR model (``<decode_dir>/listening.json``, optional): its
+    teacher-forced word accuracy with each utterance's own audio and with shuffled audio."""
+    path = Path(model["decode_dir"]) / "listening.json"
+    name = "the A2W model" if model["key"] == A2W_KEY else f"[{model['label']}]"
+    lines = [f"### Listening check of {name}: own audio against shuffled audio", ""]
+    if not path.is_file():
+        return lines + [f"Not measured: there is no `{path}`.", ""]
+    check = load_json(path)
+    for field, kind in LISTENING_FIELDS.items():
+        value = check.get(field)
+        ok = isinstance(value, kind) and not isinstance(value, bool)
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                0.0 <= value <= 1.0
+            )
+        if not ok:
+            raise ResultsError(
+                f"{path}: field {field} should be "
+                + ("a fraction in [0, 1]" if kind is float else f"a {kind.__name__}")
+                + f", not {value!r}"
+            )
+    own, shuffled = check["acc_own_audio"], check["acc_shuffled_audio"]
+    return lines + [
+        f"Word accuracy with teacher forcing on `{check['valid_set']}` ({check['n']} "
+        f"utterances; `{path}`): a decoder that listens loses accuracy when each "
+        "utterance gets another one's audio (shuffled with seed "
+        f"{check['seed']}); one that only models the transcripts does not.",
+        "",
+        "| audio | word accuracy (%) |",
+        "|---|---|",
+        f"| own | {pct(own)} |",
+        f"| shuffled | {pct(shuffled)} |",
+        f"| own minus shuffled | {signed(own - shuffled)} |",
+        "",
+    ] + ([f"Note: {check['note']}", ""] if check["note"] else [])
+
+
 def setup_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
     marker = load_json(Path(args.data) / ".done")
     options = marker.get("options", {})
@@ -487,7 +916,7 @@ def setup_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
             lines.append(
                 f"- A2W ASR: `{model['asr_model']}`; epochs ranked by {criteria(asr)} (the "
                 f"LibriSpeech validation set), the best {asr.get('keep_nbest_models')} kept "
-                f"(`.ave` files average them); {decoding}."
+                f"(`.ave` files average them); {decoding}. {a2w_training(asr)}"
             )
         else:
             lines.append(
@@ -509,10 +938,48 @@ def setup_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
             f"{config.get('max_epoch')}, batch {config.get('batch_size')}, "
             f"{config.get('optim')} lr {optim.get('lr')}, weight decay "
             f"{optim.get('weight_decay', 0)}, grad clip {config.get('grad_clip')}"
-            + asr_features(config) + "."
+            + ser_sizes(config) + asr_features(config) + "."
         )
     lines.append("")
     return lines
+
+
+def a2w_training(config: dict) -> str:
+    """How our A2W model was built and trained, read from the config.yaml ESPnet wrote:
+    the sizes, and an encoder pre-training and freezing where the config has them (the
+    mini recipe's deviations from the paper)."""
+    enc, dec = config.get("encoder_conf", {}), config.get("decoder_conf", {})
+    text = (
+        f"Architecture: `{config.get('encoder')}` encoder of {enc.get('num_layers')} x "
+        f"{enc.get('hidden_size')} cells per direction, `{config.get('decoder')}` decoder of "
+        f"{dec.get('hidden_size')} (attention kernel {dec.get('attention_conv_kernel')}), "
+        f"{len(config.get('token_list') or [])} word tokens, {config.get('max_epoch')} "
+        f"epochs, {config.get('optim')} lr {config.get('optim_conf', {}).get('lr')}."
+    )
+    for init in config.get("init_param") or []:
+        source, _, rest = str(init).partition(":")
+        pre_config = Path(source).parent / "config.yaml"
+        pre = load_yaml(pre_config) if pre_config.is_file() else {}
+        pre_text = (
+            f" ({pre.get('token_type')} CTC, ctc_weight "
+            f"{pre.get('model_conf', {}).get('ctc_weight')}, {pre.get('max_epoch')} epochs, "
+            f"selected by {criteria(pre)} on the same validation set)" if pre else ""
+        )
+        text += f" Initialised from `{source}` (`{rest}`){pre_text}."
+    frozen = config.get("freeze_param") or []
+    if frozen:
+        text += f" Frozen during this training: {', '.join(f'`{p}`' for p in frozen)}."
+    return text
+
+
+def ser_sizes(config: dict) -> str:
+    """The SER part's sizes (the paper: BiLSTM 2 x 256, attention 512 x 8 heads, FC 2048)."""
+    conf = config.get("model_conf", {})
+    return (
+        f"; BiLSTM branches {conf.get('ser_num_layers', 2)} x {conf.get('ser_hidden_size', 256)}"
+        f" per direction, self-attention {conf.get('attention_size', 512)} x "
+        f"{conf.get('attention_heads', 8)} heads, FC {conf.get('classifier_size', 2048)}"
+    )
 
 
 def asr_features(config: dict) -> str:
@@ -521,6 +988,9 @@ def asr_features(config: dict) -> str:
         return ""
     conf = config.get("model_conf", {})
     return (
+        f"; L = {conf.get('asr_weight', 0.2)} L_ASR + {1 - conf.get('asr_weight', 0.2):g} "
+        f"L_SER with L_ASR normalised per "
+        f"`{conf.get('asr_loss_normalization', 'token')}`"
         f"; ASR features (`asr_feature_source`): "
         f"`{conf.get('asr_feature_source', 'teacher_forcing')}` in training, "
         f"`{conf.get('valid_asr_feature_source', 'greedy')}` in validation, beam search "
@@ -541,20 +1011,78 @@ def decode_summary(path: str) -> str:
     return ", ".join(f"{k} {v}" for k, v in config.items())
 
 
-def environment() -> List[str]:
-    package_dir = Path(espnet_asrser.__file__).resolve().parent
+def some(paths: List[str], limit: int = 5) -> str:
+    return ", ".join(paths[:limit]) + (f", ... ({len(paths)} in all)" if len(paths) > limit
+                                      else "")
+
+
+def git_state(package_dir: Path, recipe_dir: Path, outputs: Tuple[Path, ...] = ()) -> str:
+    """The commit of the checkout that holds ``package_dir``, and what differs from it:
+    changed tracked files anywhere, untracked (not ignored) files in ``package_dir`` or
+    ``recipe_dir``. ``outputs`` (RESULTS.md, which this program rewrites) do not count.
+    "unknown" where the code is not a git checkout's (a copy without .git, an installed
+    package) or git cannot tell."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(package_dir), *args], capture_output=True, text=True, check=True
+        ).stdout
+
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(package_dir), "rev-parse", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(package_dir), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
+        top = Path(git("rev-parse", "--show-toplevel").strip()).resolve()
+        # A copy without .git that sits inside some other checkout is not that one's.
+        git("ls-files", "--error-unmatch", "__init__.py")
+        commit = git("rev-parse", "HEAD").strip()
+        # Porcelain paths are relative to the top of the checkout.
+        skip = set()
+        for out in outputs:
+            try:
+                skip.add(out.resolve().relative_to(top).as_posix())
+            except ValueError:
+                pass
+        changed = [
+            line[3:] for line in git("status", "--porcelain", "--untracked-files=no")
+            .splitlines() if line[3:] not in skip
+        ]
+        untracked = [
+            line[3:] for line in git(
+                "status", "--porcelain", "--untracked-files=all", "--", str(package_dir),
+                str(recipe_dir),
+            ).splitlines() if line.startswith("?? ") and line[3:] not in skip
+        ]
     except (OSError, subprocess.CalledProcessError):
-        commit = f"unknown ({package_dir} is not in a git checkout)"
+        return f"unknown ({package_dir} is not in a git checkout)"
+    differences = []
+    if changed:
+        differences.append(f"uncommitted changes to {some(changed)}")
+    if untracked:
+        differences.append(f"untracked files {some(untracked)}")
+    return commit + (f" (with {'; '.join(differences)})" if differences else "")
+
+
+def cpu() -> str:
+    """The processor and its widest vector instructions (they decide which of torch's and
+    MKL's kernels run, hence the rounding of every training)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return platform.processor() or "unknown"
+    fields: Dict[str, str] = {}
+    for line in info.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    name = " ".join(fields.get("model name", "unknown").split())
+    flags = set(fields.get("flags", "").split())
+    widest = next((isa for flag, isa in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                          ("avx", "AVX")) if flag in flags), None)
+    return f"{name}, {os.cpu_count()} cores" + (f", {widest}" if widest else "")
+
+
+def environment(outputs: Tuple[Path, ...] = ()) -> List[str]:
+    package_dir = Path(espnet_asrser.__file__).resolve().parent
+    recipe_dir = Path(__file__).resolve().parent.parent
+    commit = git_state(package_dir, recipe_dir, outputs)
 
     def version(package: str) -> str:
         try:
@@ -567,6 +1095,9 @@ def environment() -> List[str]:
         "",
         f"- Python {platform.python_version()}, torch {version('torch')}, "
         f"ESPnet {version('espnet')}, on {platform.platform()}",
+        f"- CPU: {cpu()}. The same command on the same machine gives the same numbers; a CPU "
+        "with other vector instructions (AVX-512, AVX2) rounds differently in torch's and "
+        "MKL's kernels, and training turns that into other numbers.",
         f"- espnet_asrser commit: {commit}",
         f"- Generated on {datetime.now().astimezone().isoformat(timespec='seconds')}",
         "",
@@ -590,12 +1121,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument(
         "--oracle", help="oracle.json of generated corpora: oracle accuracies to show"
     )
+    parser.add_argument(
+        "--ablation", action="append", default=[], metavar="KEY=LABEL",
+        help="a result directory <results_dir>/KEY to show, as LABEL, beside the ASR-SER "
+        "row of our A2W model, with the paired test against it (repeatable)",
+    )
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     args.ser_exp = dict(item.split("=", 1) for item in args.ser_exp)
     missing = [m for m in BASELINE_MODES if m not in args.ser_exp]
     if missing:
         parser.error(f"--ser_exp is missing for {', '.join(missing)}")
+    bad = [item for item in args.ablation if "=" not in item or not item.split("=", 1)[0]]
+    if bad:
+        parser.error(f"--ablation takes KEY=LABEL, got {', '.join(map(repr, bad))}")
+    args.ablation = dict(item.split("=", 1) for item in args.ablation)
 
     results = Path(args.results_dir)
     data_name = Path(args.data).name[: -len("_all")]
@@ -620,11 +1160,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         ]
         lines += [f"Note: {note}" for note in notes] + ([""] if notes else [])
         lines += table1(results, args.folds, models)
+        evidence = Evidence(results)
         lines += claims_section(
-            results, models, load_json(Path(args.oracle)) if args.oracle else None
+            results, models, load_json(Path(args.oracle)) if args.oracle else None, evidence
         )
         protocol = load_json(Path(args.data) / ".done").get("options", {}).get("protocol")
         lines += per_fold(results, args.folds, args.ser_exp, args.ser_model, protocol, models)
+        if args.ablation:
+            lines += ablation_section(results, args.folds, models, args.ablation, evidence)
+        lines += training_section(args, models)
         for model in models:
             lines += confusion(results, args.folds, model, labelled(models))
         oov = load_json(Path(args.oov))
@@ -632,8 +1176,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         with_oov = next((m for m in models if m["key"] == A2W_KEY), models[0])
         for model in models:
             lines += asr_section(model, args.folds, data_name, oov, model is with_oov)
+            lines += listening_section(model)
         lines += setup_section(args, models)
-        lines += environment()
+        lines += environment((Path(args.out),))
     except (ResultsError, KeyError, IndexError, TypeError) as e:
         print(f"{parser.prog}: error: {e!r}", file=sys.stderr)
         return 1
