@@ -99,7 +99,10 @@ def mode_inputs(mode: str) -> Tuple[bool, bool, bool]:
 
 
 def summed_criterion_loss(
-    criterion: torch.nn.Module, logits: torch.Tensor, ys_out: torch.Tensor, n_tokens: int
+    criterion: torch.nn.Module,
+    logits: torch.Tensor,
+    ys_out: torch.Tensor,
+    n_tokens: Union[int, torch.Tensor],
 ) -> torch.Tensor:
     """The loss of ESPnet's ``LabelSmoothingLoss`` summed over the ``n_tokens`` targets.
 
@@ -382,7 +385,8 @@ class ESPnetASRSERModel(AbsESPnetModel):
             nonempty = text_lengths > 0
             ys_out = ys_out.masked_fill(~nonempty[:, None], asr.ignore_id)
             n_nonempty = int(nonempty.sum())
-            n_tokens = int((ys_out != asr.ignore_id).sum())  # <eos> included
+            # <eos> included; a tensor, so that no step waits for the device to count.
+            n_tokens = (ys_out != asr.ignore_id).sum()
             if n_nonempty:
                 denominator = n_tokens if self.asr_loss_normalization == "token" else n_nonempty
                 loss_att = summed_criterion_loss(asr.criterion_att, logits, ys_out, n_tokens)

@@ -384,7 +384,6 @@ def git(cwd, *args):
                    check=True, capture_output=True)
 
 
-@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_git_state(tmp_path):
     repo = tmp_path / "repo"
     package, recipe, other = repo / "espnet_asrser", repo / "egs2" / "r", repo / "docs"

@@ -186,8 +186,9 @@ class Evidence:
         self.results = results
         self._pooled: Dict[str, Pooled] = {}
         self._chance: Dict[str, sig.ChanceTest] = {}
-        self._compared: Dict[Tuple[str, str], Tuple[sig.McNemar, Dict[str, sig.Difference]]]
-        self._compared = {}
+        self._compared: Dict[
+            Tuple[str, str], Tuple[sig.McNemar, Dict[str, sig.Difference]]
+        ] = {}
 
     def _read(self, path: Path) -> Dict[str, str]:
         try:
@@ -499,8 +500,6 @@ def claims_section(
                              f"{pct(realised[key]['ua'])} |")
         lines.append("")
     return lines
-
-
 
 
 def approaches_row(evidence: Evidence, names: Dict[str, str], sfx: str, tag: str) -> str:
