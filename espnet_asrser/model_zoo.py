@@ -11,7 +11,15 @@ which are exactly the keyword arguments of
 
 Files the training config points to (the normalisation statistics of both the SER and the
 ASR part, a BPE model, a token-list file) are packed under ``files/`` and the packed config
-refers to them by those names; ESPnet's unpacker rewrites them to the extracted paths.
+refers to them by those names; opening the archive rewrites them to the extracted paths, as
+ESPnet's unpacker does.
+
+Archives come from elsewhere, so they are not handed to ESPnet's unpacker (which extracts
+a tarball's ``../`` entries, absolute paths and links as they are):
+:func:`espnet_asrser.utils.archive.extract_archive` checks every entry and the total size
+first (limit: ``ESPNET_ASRSER_MAX_UNPACKED_BYTES``, 20 GiB by default), and the model files
+are loaded with ``weights_only=True`` (:mod:`espnet_asrser.utils.weights_file`) before
+anything builds on them.
 """
 
 import hashlib
@@ -23,12 +31,14 @@ from typing import Dict, Iterable, List, Tuple, Union
 
 import yaml
 
-from espnet2.main_funcs.pack_funcs import pack, unpack
+from espnet2.main_funcs.pack_funcs import find_path_and_change_it_recursive, pack
+from espnet_asrser.asr.config_keys import INFERENCE_FILE_KEYS
+from espnet_asrser.utils.archive import extract_archive, unsafe_name
+from espnet_asrser.utils.weights_file import load_weights
 
 PathLike = Union[str, Path]
 CONFIG_KEY = "asrser_train_config"
 MODEL_KEY = "asrser_model_file"
-INFERENCE_FILE_KEYS = ("token_list", "bpemodel", "non_linguistic_symbols")
 ASR_CONFIG_KEY = "asr_config"
 PACKED_DIR = "files/"
 
@@ -161,21 +171,82 @@ def read_meta(directory: PathLike) -> Dict[str, str]:
     return {k: str(path / v) for k, v in {**info["yaml_files"], **info["files"]}.items()}
 
 
-def unpack_archive(archive: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
-    """Extract ``archive`` (.zip, .tar.gz, ...) under ``cache_dir`` with ESPnet's
-    unpacker, which rewrites the packed configs' file names to the extracted paths;
-    return ``{key: path}`` of the members its ``meta.yaml`` lists."""
+def _meta(members, outdir: Path, where: Path) -> Dict[str, Dict[str, str]]:
+    # As ESPnet's unpacker: the first member named meta.yaml, wherever it lies; the
+    # paths it lists are relative to the archive's root.
+    for member in members:
+        if Path(member.name).name == "meta.yaml" and not member.is_dir:
+            meta = yaml.safe_load((outdir / member.name).read_text(encoding="utf-8"))
+            if not isinstance(meta, dict) or not all(
+                isinstance(meta.get(k), dict) for k in ("yaml_files", "files")
+            ):
+                raise PackedModelError(f"{where}: {member.name} lists no 'yaml_files' and 'files'")
+            for key, name in {**meta["yaml_files"], **meta["files"]}.items():
+                # These names are read and rewritten below: none may point outside.
+                problem = unsafe_name(str(name))
+                if problem:
+                    raise PackedModelError(
+                        f"{where}: {member.name} names '{name}' for '{key}', which {problem}; "
+                        "the archive is damaged or malicious"
+                    )
+            return meta
+    raise PackedModelError(f"{where}: not a packed model (no meta.yaml)")
+
+
+def unpack_archive(
+    archive: PathLike, cache_dir: PathLike = None, max_bytes: int = None
+) -> Dict[str, str]:
+    """Extract ``archive`` (.zip, .tar.gz, ...) under ``cache_dir`` and return ``{key:
+    path}`` of the members its ``meta.yaml`` lists.
+
+    Every entry is checked before anything is written (no absolute paths, ``..``, links or
+    device files) and the archive may not expand past ``max_bytes``
+    (default: the environment variable ``ESPNET_ASRSER_MAX_UNPACKED_BYTES``, else 20 GiB);
+    see :mod:`espnet_asrser.utils.archive`. The packed configs' file names are rewritten to
+    the extracted paths with ESPnet's own function, as its unpacker does, and every model
+    file must load with ``weights_only=True``. Errors are :class:`PackedModelError` naming
+    the archive and the entry."""
     path = Path(archive)
     if not path.is_file():
         raise not_local_error(archive)
     # One directory per archive path, so two archives with the same name do not mix;
     # absolute, so the paths written into the extracted configs survive a change of cwd.
     digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    outdir = Path(cache_dir or default_cache_dir()) / f"{path.stem}-{digest}"
+    cache = Path(cache_dir or default_cache_dir()).absolute()
+    outdir = cache / f"{path.stem}-{digest}"
+    cache.mkdir(parents=True, exist_ok=True)
+    # A fresh directory of ours (mode 0700), renamed into place once complete: nothing an
+    # earlier extraction or another user left there is written through or trusted.
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=cache))
     try:
-        return unpack(path, outdir.absolute(), use_cache=False)
-    except Exception as e:  # zipfile/tarfile errors, meta.yaml missing
-        raise PackedModelError(f"{path}: cannot unpack: {e}") from e
+        try:
+            members = extract_archive(path, staging / "x", max_bytes)
+        except Exception as e:  # UnsafeArchiveError, zipfile/tarfile errors
+            raise PackedModelError(f"{path}: cannot unpack: {e}") from e
+        extracted = staging / "x"
+        meta = _meta(members, extracted, path)
+        names = [m.name for m in members]
+        for name in meta["yaml_files"].values():
+            config_file = extracted / name
+            if not config_file.is_file():
+                continue  # reported by the caller, which knows what the key means
+            config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+            for member in names:
+                config = find_path_and_change_it_recursive(config, member, str(outdir / member))
+            config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+        for name in meta["files"].values():
+            if (extracted / name).is_file():
+                load_weights(extracted / name, f"{path}: the model file")
+        shutil.rmtree(outdir, ignore_errors=True)
+        try:
+            os.replace(extracted, outdir)
+        except OSError:
+            # Another process unpacked the same archive meanwhile: its copy is as good.
+            if not outdir.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {k: str(outdir / v) for k, v in {**meta["yaml_files"], **meta["files"]}.items()}
 
 
 def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
@@ -187,5 +258,8 @@ def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str
     """
     path = Path(model)
     if path.is_dir():
-        return _check_members(read_meta(path), path)
+        files = _check_members(read_meta(path), path)
+        # An archive's model file is checked when it is extracted; a directory's here.
+        load_weights(files[MODEL_KEY], f"{path}: the model file")
+        return files
     return _check_members(unpack_archive(path, cache_dir), path)

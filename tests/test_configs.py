@@ -3,15 +3,12 @@ the way the recipe builds it, and the paper-size ones are the paper's architectu
 (SPEC.md §2) down to the exact parameter count.
 
 ASR configs build with ESPnet's own ``ASRTask`` (our components registered), as
-``espnet_asrser.bin.asr_train`` trains them. An ASR-SER config is first merged with the ASR
-part of its directory's A2W model by ``local/asr_part_config.py`` (conf/zoo: with the
-audio baseline's frontend by ``local/pretrained_asrser_config.py``, and a pretrained
-sub-word ASR), then built with ``ASRSERTask``. Decoding configs are parsed by ESPnet's
+``espnet_asrser.bin.asr_train`` trains them. An ASR-SER config is built with ``ASRSERTask``
+and ``--pretrained_asr CONFIG,MODEL``, as the recipe trains it: with its directory's A2W
+model (conf/zoo: a pretrained sub-word ASR). Decoding configs are parsed by ESPnet's
 ``asr_inference``, which refuses keys it does not know.
 """
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -36,22 +33,6 @@ CONF = RECIPE / "conf"
 CONFIGS = sorted(CONF.rglob("*.yaml"))
 PAPER_VOCAB = 47465  # the authors' LibriSpeech word list, <blank>, <unk>, <sos/eos> included
 SMALL_VOCAB = 12
-
-
-def local_module(name: str):
-    """A program of the recipe's local/ as a module, leaving sys.path as it was."""
-    spec = importlib.util.spec_from_file_location(name, RECIPE / "local" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    saved = list(sys.path)
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path[:] = saved
-    return module
-
-
-asr_part_config = local_module("asr_part_config")
-pretrained_asrser_config = local_module("pretrained_asrser_config")
 
 
 def kind(path: Path) -> str:
@@ -88,7 +69,7 @@ def tokens(tmp_path_factory) -> Dict[str, Path]:
 
 
 def build_asr(config: Path, token_list: Path) -> Tuple[torch.nn.Module, dict]:
-    """The A2W model as stage 6 trains it, and the config.yaml ESPnet writes beside it."""
+    """The A2W model as the recipe trains it, and the config.yaml ESPnet writes beside it."""
     args = ASRTask.get_parser().parse_args(
         ["--config", str(config), "--token_type", "word", "--token_list", str(token_list)]
     )
@@ -130,28 +111,31 @@ def recipe_conf_dir(config: Path) -> Path:
     return config.parent.parent if config.parent.name == "ablation" else config.parent
 
 
+def save_asr(out: Path, model: torch.nn.Module, config: dict) -> str:
+    """``CONFIG,MODEL`` of a trained ASR model as ESPnet leaves it (config.yaml, .pth)."""
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "model.pth")
+    return f"{write_yaml(out / 'config.yaml', config)},{out / 'model.pth'}"
+
+
 def build_ser(config: Path, token_list: Path, out: Path, zoo_asr: str = "",
-              asr_config: Optional[dict] = None) -> Tuple[ESPnetASRSERModel, dict]:
+              a2w: Optional[Tuple[torch.nn.Module, dict]] = None
+              ) -> Tuple[ESPnetASRSERModel, dict]:
     """The SER model of ``config`` as the recipe's SER training builds it (asrser.sh,
-    train_ser): with the A2W model's dumped ``asr_config`` (built from the directory's
-    train_a2w.yaml when not given) or the pretrained ``zoo_asr``. Returns the model and
-    the config it was built from."""
-    ser = asr_part_config.load_yaml(str(config))
+    train_ser): ASR-SER with ``--pretrained_asr``, the A2W model ``a2w`` (built from the
+    directory's train_a2w.yaml when not given) or the pretrained ``zoo_asr``. Returns the
+    model and the config it was built from."""
+    ser = yaml.safe_load(config.read_text())
     extra = ["--token_type", "word", "--token_list", str(token_list)]
     if ser["mode"] == "asrser" and config.parent.name == "zoo":
-        audio = CONF / "train_audio.yaml"
-        audio_config = asr_part_config.load_yaml(str(audio))
-        ser = pretrained_asrser_config.merge(ser, audio_config, str(audio))
         extra = ["--pretrained_asr", zoo_asr]
     elif ser["mode"] == "asrser":
-        if asr_config is None:
-            _, asr_config = build_asr(recipe_conf_dir(config) / "train_a2w.yaml", token_list)
-        ser = asr_part_config.merge(asr_config, ser, str(config))
+        model, asr_config = a2w or build_asr(recipe_conf_dir(config) / "train_a2w.yaml", token_list)
+        extra = ["--pretrained_asr", save_asr(out / "a2w", model, asr_config)]
     elif ser["mode"] == "audio":
         extra = []
-    merged = write_yaml(out / f"{recipe_conf_dir(config).name}_{config.name}", ser)
     args = ASRSERTask.get_parser().parse_args(
-        ["--config", str(merged), "--mode", ser["mode"], *extra]
+        ["--config", str(config), "--mode", ser["mode"], *extra]
     )
     return ASRSERTask.build_model(args), ser
 
@@ -178,7 +162,7 @@ def test_config_builds_its_model(path, tokens, zoo_asr, tmp_path):
         assert isinstance(model.decoder, A2WDecoder)
         assert model.decoder.output_layer.out_features == SMALL_VOCAB
         if config.get("freeze_param"):
-            # Frozen parameters must come from somewhere: stage 6 pre-trains them.
+            # Frozen parameters must come from somewhere: the encoder pre-training.
             assert (path.parent / "pretrain_encoder_ctc.yaml").is_file()
         return
     if role == "encoder_pretraining":
@@ -196,8 +180,7 @@ def test_config_builds_its_model(path, tokens, zoo_asr, tmp_path):
         if hasattr(model, key):
             assert getattr(model, key) == value, key
     if model.mode == "asrser" and recipe_conf_dir(path).name != "zoo":
-        # What --init_param exp/asr_train_a2w/valid.acc.ave.pth::asr needs: the ASR part is
-        # the A2W model of the same directory, tensor for tensor.
+        # The ASR part is the A2W model of the same directory, tensor for tensor.
         a2w, _ = build_asr(recipe_conf_dir(path) / "train_a2w.yaml", tokens["small"])
         shapes = {k: v.shape for k, v in a2w.state_dict().items()}
         assert {k: v.shape for k, v in model.asr.state_dict().items()} == shapes
@@ -315,8 +298,7 @@ def check_ser_branch(branch: torch.nn.Module, input_size: int) -> None:
 def test_paper_ser_models_are_the_papers(mode, tokens, paper_a2w, tmp_path):
     # The text baselines embed the IEMOCAP word list; a small one stands in for it here.
     token_list = tokens["paper"] if mode == "asrser" else tokens["small"]
-    model, _ = build_ser(CONF / f"train_{mode}.yaml", token_list, tmp_path,
-                         asr_config=paper_a2w[1])
+    model, _ = build_ser(CONF / f"train_{mode}.yaml", token_list, tmp_path, a2w=paper_a2w)
     use_audio, use_text, use_asr = model.uses
     branches = use_audio + use_text + use_asr
     expected = classifier_parameters(branches)

@@ -28,13 +28,7 @@ from espnet_asrser.corpora.iemocap import (
     read_iemocap,
     write_iemocap,
 )
-from espnet_asrser.corpora.kaldi_dir import (
-    DataDirError,
-    read_table,
-    subset_data_dir,
-    validate_data_dir,
-    write_data_dir,
-)
+from espnet_asrser.corpora.kaldi_dir import subset_data_dir, validate_data_dir, write_data_dir
 from espnet_asrser.corpora.librispeech import (
     LibriSpeechFormatError,
     LibriUtterance,
@@ -42,6 +36,7 @@ from espnet_asrser.corpora.librispeech import (
     write_librispeech,
 )
 from espnet_asrser.corpora.text_norm import normalize_transcript
+from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = REPO / "egs2" / "iemocap_asrser" / "ser1" / "local"
@@ -633,10 +628,10 @@ def test_data_dir_round_trip_and_subset(tmp_path):
     assert set((p.name for p in (tmp_path / "sub").iterdir())) == {
         "wav.scp", "utt2spk", "spk2utt", "text", "utt2dur"
     }
-    with pytest.raises(DataDirError, match=r"1 requested utterances are not in utt2spk: nope"):
+    with pytest.raises(KaldiTableError, match=r"1 requested utterances are not in utt2spk: nope"):
         subset_data_dir(tmp_path / "d", tmp_path / "bad", keep + ["nope"])
     (tmp_path / "d" / "feats.scp").write_text("x y\n")
-    with pytest.raises(DataDirError, match=r"cannot subset unknown file\(s\) feats.scp"):
+    with pytest.raises(KaldiTableError, match=r"cannot subset unknown file\(s\) feats.scp"):
         subset_data_dir(tmp_path / "d", tmp_path / "bad", keep)
 
 
@@ -688,7 +683,7 @@ def _control_char(data: bytes) -> bytes:
 def test_validate_data_dir_rejects(tmp_path, name, transform, message):
     _small_dir(tmp_path / "d")
     _rewrite(tmp_path / "d" / name, transform)
-    with pytest.raises(DataDirError, match=message) as info:
+    with pytest.raises(KaldiTableError, match=message) as info:
         validate_data_dir(tmp_path / "d")
     assert str(tmp_path / "d" / name) in str(info.value)
 
@@ -698,7 +693,7 @@ def test_validate_data_dir_missing_ids(tmp_path):
     ids = sorted(tables["utt2spk"])
     missing = ids[:12]
     (tmp_path / "d" / "text").write_text("".join(f"{u} HI\n" for u in ids[12:]))
-    with pytest.raises(DataDirError) as info:
+    with pytest.raises(KaldiTableError) as info:
         validate_data_dir(tmp_path / "d")
     message = str(info.value)
     assert message.startswith(f"{tmp_path / 'd' / 'text'}: 12 ids of utt2spk are missing")
@@ -706,7 +701,7 @@ def test_validate_data_dir_missing_ids(tmp_path):
     assert missing[10] not in message
 
     (tmp_path / "d" / "text").write_text("".join(f"{u} HI\n" for u in ids + ["zzz"]))
-    with pytest.raises(DataDirError, match=r"text: 1 ids are not in utt2spk: zzz$"):
+    with pytest.raises(KaldiTableError, match=r"text: 1 ids are not in utt2spk: zzz$"):
         validate_data_dir(tmp_path / "d")
 
 
@@ -719,7 +714,7 @@ def test_validate_data_dir_spk2utt_mismatch(tmp_path):
     lines[1] += f" {moved}"
     spk2utt.write_text("\n".join(lines) + "\n")
     with pytest.raises(
-        DataDirError,
+        KaldiTableError,
         match=rf"spk2utt:2: utterance {moved} is listed under speaker spk1 but utt2spk says spk0",
     ):
         validate_data_dir(tmp_path / "d")
@@ -729,19 +724,19 @@ def test_validate_data_dir_spk2utt_mismatch(tmp_path):
     lines[1] = " ".join(lines[1].split()[:-1])
     spk2utt.write_text("\n".join(lines) + "\n")
     message = f"spk2utt: 1 utterances of utt2spk are not listed: {moved}"
-    with pytest.raises(DataDirError, match=re.escape(message)):
+    with pytest.raises(KaldiTableError, match=re.escape(message)):
         validate_data_dir(tmp_path / "d")
 
 
 def test_write_data_dir_rejects_bad_tables(tmp_path):
     base = {"wav.scp": {"a": "a.wav", "b": "b.wav"}, "utt2spk": {"a": "s", "b": "s"}}
-    with pytest.raises(DataDirError, match=r"emotion: 1 ids of utt2spk are missing: b"):
+    with pytest.raises(KaldiTableError, match=r"emotion: 1 ids of utt2spk are missing: b"):
         write_data_dir(tmp_path / "d", {**base, "emotion": {"a": "hap"}})
-    with pytest.raises(DataDirError, match=r"key 'a b' is empty or contains white space"):
+    with pytest.raises(KaldiTableError, match=r"key 'a b' is empty or contains white space"):
         write_data_dir(tmp_path / "d", {"wav.scp": {"a b": "x"}, "utt2spk": {"a b": "s"}})
-    with pytest.raises(DataDirError, match=r"emotion: key 'a' has an empty value"):
+    with pytest.raises(KaldiTableError, match=r"emotion: key 'a' has an empty value"):
         write_data_dir(tmp_path / "d", {**base, "emotion": {"a": "", "b": "sad"}})
-    with pytest.raises(DataDirError, match=r"text: entry 'a' contains control character U\+000A"):
+    with pytest.raises(KaldiTableError, match=r"text: entry 'a' contains control character U\+000A"):
         write_data_dir(tmp_path / "d", {**base, "text": {"a": "HI\nTHERE", "b": ""}})
     assert not (tmp_path / "d").exists()
 

@@ -1,8 +1,10 @@
-"""local/make_results.py on a small fake results directory: verdicts, numbers, sections.
+"""local/make_results.py on a small fake run: verdicts, numbers, sections, paper tables.
 
-The score files are written by the real scorer (``espnet_asrser.bin.asrser_score``,
-called in-process for speed) from fake hypotheses; the training records are real ESPnet
-reporter states in ``checkpoint.pth``.
+The fake run is a recipe directory with the names :mod:`espnet_asrser.recipe.layout`
+gives (configs in conf/, experiments in exp/, tables in dump/). The score files are
+written by the real scorer (``espnet_asrser.bin.asrser_score``, called in-process for
+speed) from fake hypotheses; the training records are real ESPnet reporter states in
+``checkpoint.pth``.
 """
 
 import importlib.util
@@ -31,7 +33,10 @@ TRAIN_ACC = [0.3, 0.5, 0.7, 0.65]
 VALID_ACC = [0.35, 0.45, 0.5, 0.48]
 A2W_TRAIN_ACC = [0.2, 0.4, 0.6]
 A2W_VALID_ACC = [0.25, 0.41, 0.39]
-ABLATION = "asrser_uttnorm=ASR-SER, L_ASR summed per utterance (before the fix)"
+ABLATION = "ASR-SER, L_ASR summed per utterance (before the fix)"
+RESULTS = Path("exp/results/all_speaker_independent_a2w")
+ASR_EXP = Path("exp/asr_train_a2w")
+DECODE = ASR_EXP / "decode_decode_asr_valid.acc.ave"
 
 
 def load_make_results():
@@ -136,21 +141,27 @@ def ser_experiment(exp: Path, mode: str, checkpoint: bool = True) -> None:
         reporter_checkpoint(exp / "checkpoint.pth", "acc_ser", TRAIN_ACC, VALID_ACC)
 
 
+def ser_exp(mode: str, k: str) -> Path:
+    name = "ablation_train_asrser_uttnorm" if mode == "asrser_uttnorm" else f"train_{mode}"
+    return Path("exp") / f"ser_fold{k}_{name}"
+
+
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("run")
     ids, all_ids, refs, texts = utterances()
-    results = root / "exp" / "ser_results"
+    results = root / RESULTS
+    dump = root / "dump" / "fbank"
     for k in FOLDS:
-        write_table(root / "dump" / f"fold{k}" / "emotion", refs, ids[k])
-        write_table(root / "dump" / f"fold{k}" / "text", texts, ids[k])
+        write_table(dump / f"iemocap_fold{k}_test" / "emotion", refs, ids[k])
+        write_table(dump / f"iemocap_fold{k}_test" / "text", texts, ids[k])
     for key, (emotions, transcripts) in systems(all_ids, refs, texts).items():
         for k in FOLDS:
             hyp = root / "decode" / key / f"fold{k}"
             write_table(hyp / "emotion", emotions, ids[k])
             if transcripts:
                 write_table(hyp / "text", transcripts, ids[k])
-            score(root / "dump" / f"fold{k}", hyp, results / key / f"fold{k}.json",
+            score(dump / f"iemocap_fold{k}_test", hyp, results / key / f"fold{k}.json",
                   transcripts is not None)
         pooled = results / key / "pooled"
         write_table(pooled / "ref" / "emotion", refs, all_ids)
@@ -161,35 +172,29 @@ def fake_run(tmp_path_factory):
         score(pooled / "ref", pooled, pooled / "score.json", transcripts is not None)
         shutil.copy(pooled / "score.json", results / key / "pooled.json")
 
-    exp = root / "exp"
-    for mode in ("audio", "text", "combined", "asrser"):
+    for mode in ("audio", "text", "combined", "asrser", "asrser_uttnorm"):
         for k in FOLDS:
             # No training record for one experiment: the table says so.
-            ser_experiment(exp / f"ser_fold{k}_{mode}", mode,
+            ser_experiment(root / ser_exp(mode, k), mode.split("_")[0],
                            checkpoint=(mode, k) != ("audio", "2"))
-    asr_exp = exp / "asr_a2w"
+    asr_exp = root / ASR_EXP
     reporter_checkpoint(asr_exp / "checkpoint.pth", "acc", A2W_TRAIN_ACC, A2W_VALID_ACC)
-    conf = root / "conf"
-    conf.mkdir()
-    (conf / "train_a2w.yaml").write_text(yaml.safe_dump({
+    (asr_exp / "config.yaml").write_text(yaml.safe_dump({
         "max_epoch": 3, "keep_nbest_models": 2,
         "best_model_criterion": [["valid", "acc", "max"]],
     }))
-    (conf / "decode.yaml").write_text(yaml.safe_dump({"beam_size": 4}))
-    decode = asr_exp / "decode"
+    conf = root / "conf"
+    (conf / "ablation").mkdir(parents=True)
+    for name in ("train_a2w", "decode_asr", "train_audio", "train_text", "train_combined",
+                 "train_asrser"):
+        (conf / f"{name}.yaml").write_text(yaml.safe_dump({"beam_size": 4}))
+    (conf / "ablation" / "train_asrser_uttnorm.yaml").write_text(f"# ablation: {ABLATION}\n")
+    decode = root / DECODE
     wer = {"n": 10, "wer": {"wer": 0.2, "errors": 2, "sub": 1, "ins": 0, "del": 1,
                             "ref_words": 10}}
     for name in ["test_clean", "iemocap_all"] + [f"iemocap_fold{k}_test" for k in FOLDS]:
         (decode / name).mkdir(parents=True)
         (decode / name / "score.json").write_text(json.dumps(wer))
-    (results / "asr_models").mkdir()
-    (results / "asr_models" / "a2w.json").write_text(json.dumps({
-        "label": "A2W", "suffix": "", "folds": " ".join(FOLDS), "source": "",
-        "asr_exp": str(asr_exp), "asr_config": str(conf / "train_a2w.yaml"),
-        "asr_model": str(asr_exp / "valid.acc.ave.pth"), "decode_dir": str(decode),
-        "decode_config": str(conf / "decode.yaml"),
-        "asrser_exp": str(exp / "ser_fold{k}_asrser"),
-    }))
 
     data = root / "data"
     (data / "iemocap_all").mkdir(parents=True)
@@ -197,34 +202,39 @@ def fake_run(tmp_path_factory):
         "exc": "merge", "max_dur": 20, "subset": "all", "iemocap": "/corpora/IEMOCAP",
         "protocol": "speaker_independent", "valid_rule": "speaker",
     }}))
-    write_table(data / "iemocap_all" / "emotion", refs, all_ids)
+    write_table(dump / "iemocap_all" / "emotion", refs, all_ids)
     for k in FOLDS:
         for part, spk in (("train", "Ses09F"), ("valid", "Ses0{k}M"), ("test", "Ses0{k}F")):
-            d = data / f"iemocap_fold{k}_{part}"
-            d.mkdir()
+            d = dump / f"iemocap_fold{k}_{part}"
+            d.mkdir(exist_ok=True)
             utts = ids[k] if part == "test" else [f"x{part}{i}" for i in range(5)]
             speaker = spk.format(k=k)
             (d / "utt2spk").write_text("".join(f"{u} {speaker}\n" for u in utts))
             (d / "spk2utt").write_text(f"{speaker} {' '.join(utts)}\n")
-    oov = root / "oov_rate.json"
+    oov = data / "token_list" / "word" / "iemocap" / "oov_rate.json"
+    oov.parent.mkdir(parents=True)
     oov.write_text(json.dumps({
         "vocab_entries": 100, "token_list": "tokens.txt", "oov_rate": 0.05,
         "running_words": 1000, "oov_distinct_words": 10, "distinct_words": 200,
     }))
-    argv = [
-        "--results_dir", str(results), "--folds", *FOLDS,
-        "--data", str(data / "iemocap_all"),
-        "--fold_data", str(data / "iemocap_fold{k}_{part}"), "--oov", str(oov),
-        *[f"--ser_exp={m}={exp}/ser_fold{{k}}_{m}" for m in ("audio", "text", "combined")],
-        "--ser_model", "valid.acc_ser.best.pth", "--mini", "false",
-    ]
+    argv = ["--folds", " ".join(FOLDS), "--conf_dir", "conf", "--asr_pre_config", "none"]
     return {"root": root, "results": results, "decode": decode, "argv": argv,
             "refs": refs, "all_ids": all_ids}
 
 
+def make(fake_run, *argv) -> int:
+    """make_results.main in the fake run's recipe directory."""
+    cwd = os.getcwd()
+    os.chdir(fake_run["root"])
+    try:
+        return make_results.main([*fake_run["argv"], *argv])
+    finally:
+        os.chdir(cwd)
+
+
 def run(fake_run, tmp_path, *extra) -> str:
     out = tmp_path / "RESULTS.md"
-    assert make_results.main([*fake_run["argv"], *extra, "--out", str(out)]) == 0
+    assert make(fake_run, *extra, "--out", str(out)) == 0
     return out.read_text(encoding="utf-8")
 
 
@@ -260,7 +270,7 @@ def markdown(fake_run, tmp_path_factory):
         "acc_shuffled_audio": 0.31, "seed": 3, "note": "fake numbers of a test",
     }))
     try:
-        return run(fake_run, tmp_path_factory.mktemp("out"), "--ablation", ABLATION)
+        return run(fake_run, tmp_path_factory.mktemp("out"))
     finally:
         (fake_run["decode"] / "listening.json").unlink()
 
@@ -321,7 +331,7 @@ def test_claim_numbers_are_those_of_the_score_files(fake_run, markdown):
 
 def test_ablation_section(fake_run, markdown):
     text = section(markdown, "## Ablation (beside ASR-SER)")
-    label = ABLATION.split("=", 1)[1]
+    label = ABLATION
     table = rows(text)
     pooled_rows = {r[0]: r for r in table if len(r) == 6 and r[1] not in FOLDS}
     s = pooled(fake_run, "asrser_uttnorm")
@@ -345,8 +355,8 @@ def test_training_section(markdown):
     assert table["ASR-SER", "2"][2:4] == ["70.0 (epoch 3)", "50.0 (epoch 3)"]
     assert table["Audio-based", "2"][2:] == ["–", "–", "3", "–", "6"]
     assert "No `checkpoint.pth` (no training record) in: " in text
-    assert "ser_fold2_audio" in text.split("No `checkpoint.pth`")[1]
-    a2w = [r for r in rows(text) if r[0].endswith("asr_a2w`")]
+    assert "ser_fold2_train_audio" in text.split("No `checkpoint.pth`")[1]
+    a2w = [r for r in rows(text) if r[0].endswith("asr_train_a2w`")]
     assert a2w[0][1:] == ["60.0 (epoch 3)", "41.0 (epoch 2)", "`valid.acc.ave.pth`", "3", "3"]
 
 
@@ -372,7 +382,7 @@ def test_stale_score_file_is_an_error(fake_run, tmp_path, capsys):
     stale["wa"] += 0.01
     path.write_text(json.dumps(stale))
     try:
-        assert make_results.main([*fake_run["argv"], "--out", str(tmp_path / "R.md")]) == 1
+        assert make(fake_run, "--out", str(tmp_path / "R.md")) == 1
     finally:
         path.write_text(original)
     assert "one of them is stale" in capsys.readouterr().err
@@ -410,3 +420,26 @@ def test_git_state(tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(package, copy / "espnet_asrser")
     assert make_results.git_state(copy / "espnet_asrser", copy).startswith("unknown")
+
+
+@pytest.mark.parametrize(
+    "subset, protocol, number",
+    [("all", "speaker_independent", 1), ("improvised", "speaker_independent", 4),
+     ("all", "speaker_dependent", 5)],
+)
+def test_each_setting_is_shown_beside_its_paper_table(fake_run, subset, protocol, number):
+    from espnet_asrser.recipe.systems import paper_table
+
+    paper = paper_table(subset, protocol)
+    model = {"key": "a2w", "label": "A2W", "suffix": ""}
+    table = make_results.results_table(fake_run["results"], FOLDS, [model], paper)
+    assert table[0].startswith(f"## Table {number}: SER results")
+    paper_columns = {r[0]: r[4:] for r in rows("\n".join(table))}
+    for system in ("audio", "asrser"):
+        wa, ua, wer = paper.row(system)
+        expected = [make_results.paper_value(v) for v in (wa, ua, wer)]
+        assert paper_columns[make_results.ROW_NAMES[system]] == expected
+    # Table 4 gives only the ASR-SER row; the other rows have no paper numbers.
+    if number == 4:
+        assert paper_columns["Audio-based"] == ["–", "–", "–"]
+    assert paper_table("improvised", "speaker_dependent") is None

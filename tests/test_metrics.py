@@ -2,6 +2,7 @@
 
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from espnet_asrser.metrics import (
     weighted_accuracy,
     word_error_rate,
 )
-from espnet_asrser.utils.kaldi_text import KaldiTextError, read_kaldi_text
+from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table
 
 CLASSES = ["neu", "hap", "sad", "ang"]
 
@@ -181,24 +182,28 @@ def test_score_transcripts_splits_words_and_checks_ids():
 # ----------------------------------------------------------------------------- Kaldi reader
 
 
+# The settings for files that need not be sorted nor end in a newline.
+ANY_LAYOUT = dict(check_sorted=False, check_final_newline=False)
+
+
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
 
 
-def test_read_kaldi_text_values(tmp_path):
+def test_read_table_values(tmp_path):
     path = _write(
         tmp_path / "text",
         "u1 HELLO  WORLD \nu2\nu3\tneu\nu4 caf\u00e9 \u3000ok".encode("utf-8"),
     )
-    assert read_kaldi_text(path) == {
+    assert read_table(path, allow_empty_value=True, **ANY_LAYOUT) == {
         "u1": "HELLO  WORLD",
         "u2": "",
         "u3": "neu",
         # Only ASCII spaces and tabs separate fields; U+3000 stays inside the value.
         "u4": "caf\u00e9 \u3000ok",
     }
-    assert read_kaldi_text(_write(tmp_path / "empty", b"")) == {}
+    assert read_table(_write(tmp_path / "empty", b"")) == {}
 
 
 @pytest.mark.parametrize(
@@ -212,20 +217,39 @@ def test_read_kaldi_text_values(tmp_path):
         (b"u1 neu\n u2 sad\n", 2, "starts with whitespace"),
     ],
 )
-def test_read_kaldi_text_rejects_malformed_files(tmp_path, data, line_no, message):
+def test_read_table_rejects_malformed_files(tmp_path, data, line_no, message):
     path = _write(tmp_path / "utt2emo", data)
-    with pytest.raises(KaldiTextError) as info:
-        read_kaldi_text(path)
+    with pytest.raises(KaldiTableError) as info:
+        read_table(path, **ANY_LAYOUT)
     assert str(info.value).startswith(f"{path}:{line_no}: ")
     assert message in str(info.value)
     assert info.value.line_no == line_no
 
 
-def test_read_kaldi_text_can_require_values(tmp_path):
+@pytest.mark.parametrize(
+    "data, line_no, message",
+    [
+        (b"u2 sad\nu1 neu\n", 2, "key 'u1' sorts before the previous key 'u2'"),
+        (b"u1 neu\nu2 sad", 2, "missing newline at the end of the file"),
+        (b"u1 neu\nu2 s\x07d\n", 2, "control character U+0007 in entry 'u2'"),
+    ],
+)
+def test_read_table_strict_defaults(tmp_path, data, line_no, message):
+    # Control characters are always refused; order and the final newline only by default.
+    path = _write(tmp_path / "utt2emo", data)
+    with pytest.raises(KaldiTableError, match=rf"^{re.escape(str(path))}:{line_no}: "):
+        read_table(path)
+    with pytest.raises(KaldiTableError, match=re.escape(message)):
+        read_table(path)
+    if b"\x07" not in data:
+        assert len(read_table(path, **ANY_LAYOUT)) == 2
+
+
+def test_read_table_can_allow_empty_values(tmp_path):
     path = _write(tmp_path / "utt2emo", b"u1 neu\nu2\n")
-    assert read_kaldi_text(path)["u2"] == ""
-    with pytest.raises(KaldiTextError, match=r":2: utterance 'u2' has no value"):
-        read_kaldi_text(path, allow_empty_value=False)
+    assert read_table(path, allow_empty_value=True)["u2"] == ""
+    with pytest.raises(KaldiTableError, match=r":2: utterance 'u2' has no value"):
+        read_table(path)
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -116,7 +116,7 @@ def zoo(tmp_path_factory):
         # ASR-SER on the archive: no --token_list, the archive's BPE tokenizer is used.
         mp.setattr(sys, "argv", ["asrser_train"])
         asrser = ["--config", str(CONFIG), "--mode", "asrser", "--pretrained_asr", str(archive),
-                  *data_args(d, "train"), *data_args(d, "valid")]
+                  *ASR_MODEL_CONF, *data_args(d, "train"), *data_args(d, "valid")]
         ASRSERTask.main(cmd=[*asrser, "--collect_stats", "true", "--normalize", "none",
                              "--output_dir", "exp/ser_stats",
                              "--train_shape_file", str(d["wav.scp"]),
@@ -129,8 +129,15 @@ def zoo(tmp_path_factory):
                "archive": archive, "asr_exp": root / "exp" / "asr", "exp": root / "exp" / "ser"}
 
 
+# asr_model_conf updates the archive's own model_conf. tiny_asrser.yaml's ctc_weight: 0
+# (for the A2W models of the other tests) would drop the archive's CTC branch; keep it.
+ASR_MODEL_CONF = ["--asr_model_conf", f"ctc_weight={ESPNET_ASR_CONFIG['model_conf']['ctc_weight']}"]
+
+
 def parse(*extra):
-    return ASRSERTask.get_parser().parse_args(["--config", str(CONFIG), "--mode", "asrser", *extra])
+    return ASRSERTask.get_parser().parse_args(
+        ["--config", str(CONFIG), "--mode", "asrser", *ASR_MODEL_CONF, *extra]
+    )
 
 
 def waves(d, n=2):
@@ -235,6 +242,22 @@ def test_weights_that_do_not_match_are_an_error(zoo, tmp_path):
             ASRSERTask.build_model(parse("--pretrained_asr", f"{config},{prefixed}"))
         with pytest.raises(RuntimeError, match="not in the checkpoint \\(2\\): ctc"):
             ASRSERTask.build_model(parse("--pretrained_asr", f"{config},{partial}"))
+
+
+def test_asr_model_conf_updates_the_archive_model_conf(zoo, caplog):
+    args = parse("--pretrained_asr", str(zoo["archive"]), "--asr_model_conf", "lsm_weight=0.25")
+    model = ASRSERTask.build_model(args)
+    archive_conf = yaml.safe_load((zoo["asr_exp"] / "config.yaml").read_text())["model_conf"]
+    # What asr_model_conf gives replaces the archive's setting.
+    assert archive_conf["lsm_weight"] != 0.25 and model.asr.criterion_att.smoothing == 0.25
+    assert model.asr.ctc_weight == archive_conf["ctc_weight"]
+    # ctc_weight 0 builds no CTC branch: the archive's CTC tensors are left out, said so.
+    args = parse("--pretrained_asr", str(zoo["archive"]),
+                 "--asr_model_conf", "{'ctc_weight': 0.0}")
+    with caplog.at_level("INFO"):
+        model = ASRSERTask.build_model(args)
+    assert model.asr.ctc is None
+    assert "its CTC branch (2 tensors) is not used" in caplog.text
 
 
 def test_feature_mismatch_names_both_sides(zoo):

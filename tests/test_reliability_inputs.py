@@ -28,10 +28,11 @@ import yaml
 from conftest import write_tiny_data
 from espnet_asrser.bin import asrser_inference, asrser_score
 from espnet_asrser.bin.asrser_inference import Speech2Emotion
-from espnet_asrser.corpora.kaldi_dir import read_table, write_data_dir
+from espnet_asrser.corpora.kaldi_dir import write_data_dir
 from espnet_asrser.corpora.librispeech import LibriUtterance, write_librispeech
 from espnet_asrser.tasks.asrser import ASRSERTask
 from espnet_asrser.train.init_param import InitParamError, load_counted
+from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table
 from espnet_asrser.utils.train_data import DataFileError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,7 +94,7 @@ def train_cmd(d: Dict[str, Path], out: Path, *extra: str, valid=None) -> List[st
 
 
 def dump(data: Path, out: Path, *extra: str) -> int:
-    """local/dump_feats.py compute (one job) then merge, as stage 3 runs them."""
+    """local/dump_feats.py compute (one job) then merge, as the recipe runs them."""
     rc = dump_feats.main(["compute", "--data", str(data), "--out", str(out), "--nj", "1",
                           "--job", "1", *extra])
     if rc:
@@ -244,7 +245,7 @@ def test_row02_control_characters_are_named_with_file_and_line(tmp_path, capsys)
 def test_row02_bad_label_file_stops_training_with_file_and_line(tmp_path, transform, message):
     d = tiny(tmp_path)
     d["emotion"].write_bytes(transform(d["emotion"].read_bytes()))
-    with pytest.raises(DataFileError, match=message):
+    with pytest.raises(KaldiTableError, match=message):
         ASRSERTask.main(cmd=train_cmd(d, tmp_path / "exp"))
 
 

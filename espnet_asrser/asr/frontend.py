@@ -1,6 +1,6 @@
 """Log-mel filterbank frontend shared by feature dumping, training and inference.
 
-The recipe dumps 40-dim log-mel features once (stage 3) so that training epochs do not
+The recipe dumps 40-dim log-mel features once so that training epochs do not
 recompute them, while :class:`~espnet_asrser.bin.asrser_inference.Speech2Emotion` takes raw
 waveforms. Both paths must see the *same* function, so this frontend accepts either:
 

@@ -39,6 +39,7 @@ import yaml
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.tasks.asr import ASRTask, frontend_choices
 from espnet2.utils.get_default_kwargs import get_default_kwargs
+from espnet_asrser.asr.config_keys import BUILD_KEYS, FILE_KEYS, TOKENIZER_KEYS
 from espnet_asrser.asr.decoder_states import check_decoder_has_states
 from espnet_asrser.model_zoo import (
     PackedModelError,
@@ -53,12 +54,6 @@ register_asr_components()
 
 ARCHIVE_CONFIG_KEY = "asr_train_config"
 ARCHIVE_MODEL_KEY = "asr_model_file"
-# Options of the ASR config that decide how the `text` data are tokenised.
-TOKENIZER_KEYS = ("token_type", "bpemodel", "non_linguistic_symbols", "cleaner", "g2p")
-# Options besides the ClassChoices (frontend, encoder, ...) that ASRTask.build_model reads.
-BUILD_KEYS = ("token_list", "input_size", "ctc_conf", "joint_net_conf", "model_conf", "init")
-# Config values that must name an existing file (checked with the config's source named).
-FILE_KEYS = ("bpemodel", "non_linguistic_symbols", "stats_file")
 
 
 @dataclass
@@ -221,9 +216,13 @@ def resolve_pretrained_asr(spec: str) -> PretrainedASR:
     )
 
 
-def build_asr_from_config(asr_config: Dict[str, Any], source: str) -> ESPnetASRModel:
+def build_asr_from_config(
+    asr_config: Dict[str, Any], source: str, model_conf: Optional[Dict[str, Any]] = None
+) -> ESPnetASRModel:
     """Build the ASR part (random weights) exactly as ESPnet's ``ASRTask`` would from
-    ``asr_config``, and check that its decoder can provide ASR features."""
+    ``asr_config``, with ``model_conf`` updating its ``model_conf`` (the ASR-SER config's
+    ``asr_model_conf``: e.g. label smoothing for fine-tuning), and check that its decoder
+    can provide ASR features."""
     config = copy.deepcopy(asr_config)
     # Hand-written or older configs may omit options that ESPnet's parser would have
     # filled in; give them the parser's defaults.
@@ -232,6 +231,7 @@ def build_asr_from_config(asr_config: Dict[str, Any], source: str) -> ESPnetASRM
         config.setdefault(f"{choices.name}_conf", {})
     for key in ("ctc_conf", "joint_net_conf", "model_conf"):
         config.setdefault(key, {})
+    config["model_conf"] = {**config["model_conf"], **(model_conf or {})}
     config.setdefault("input_size", None)
     config["init"] = None
     asr = ASRTask.build_model(argparse.Namespace(**config))
@@ -261,11 +261,21 @@ def load_pretrained_weights(asr: torch.nn.Module, model_file: Path, source: str)
 
     Every tensor of ``asr`` must come from the checkpoint: a wrong key prefix or a size
     mismatch would otherwise leave parts of the ASR randomly initialised without notice
-    (ESPnet's ``--ignore_init_mismatch`` only warns).
+    (ESPnet's ``--ignore_init_mismatch`` only warns). The one exception is the CTC branch
+    of a checkpoint when ``asr_model_conf`` sets ``ctc_weight: 0``, which builds none: its
+    tensors are then left out, and the log says so.
     """
     state = torch.load(model_file, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and isinstance(state.get("module"), dict):
         state = state["module"]  # a DeepSpeed checkpoint, as ESPnet accepts too
+    if getattr(asr, "ctc", True) is None:
+        unused = [k for k in state if k.startswith("ctc.")]
+        if unused:
+            logging.info(
+                f"pretrained ASR {source}: its CTC branch ({len(unused)} tensors) is not "
+                "used: ctc_weight is 0 (asr_model_conf), so the ASR part has none"
+            )
+            state = {k: v for k, v in state.items() if not k.startswith("ctc.")}
     own = asr.state_dict()
     loaded = [k for k, v in state.items() if k in own and own[k].shape == v.shape]
     unexpected = [k for k in state if k not in own]

@@ -6,9 +6,13 @@ registered: ``frontend: logmel``, ``preencoder: stack`` and ``decoder: a2w`` (th
 acoustic-to-word model). The checkpoints are ordinary ESPnet ASR models.
 """
 
-from espnet2.tasks.asr import ASRTask
+from espnet_asrser.bin import flash_attention_notice_to_stderr, run_task
 
-import espnet_asrser.tasks  # noqa: F401  (registers the A2W components)
+flash_attention_notice_to_stderr()
+
+from espnet2.tasks.asr import ASRTask  # noqa: E402  (after the notice)
+
+import espnet_asrser.tasks  # noqa: E402,F401  (registers the A2W components)
 
 
 def get_parser():
@@ -16,7 +20,7 @@ def get_parser():
 
 
 def main(cmd=None):
-    ASRTask.main(cmd=cmd)
+    run_task(ASRTask, cmd)
 
 
 if __name__ == "__main__":

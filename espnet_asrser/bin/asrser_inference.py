@@ -46,7 +46,7 @@ from espnet2.utils import config_argparse
 from espnet2.utils.types import str2triple_str, str_or_none
 from espnet_asrser.tasks.asrser import ASRSERTask
 from espnet_asrser.utils.audio_files import AudioError, format_problems, read_header
-from espnet_asrser.utils.kaldi_text import read_kaldi_text
+from espnet_asrser.utils.kaldi_table import read_table
 
 Audio = Union[np.ndarray, torch.Tensor]
 
@@ -387,7 +387,7 @@ def unusable_audio(
     for path, _, data_type in data_path_and_name_and_type:
         if data_type != "sound":
             continue
-        for utt, wav in read_kaldi_text(path, allow_empty_value=False).items():
+        for utt, wav in read_table(path, check_sorted=False, check_final_newline=False).items():
             try:
                 header = read_header(wav)
             except AudioError as e:
@@ -452,7 +452,11 @@ def inference(args: argparse.Namespace) -> int:
     bad_audio = unusable_audio(args.data_path_and_name_and_type, s2e.sample_rate)
     if bad_audio:
         # The loader gets only the decodable keys; the others are reported as failed.
-        listed = read_kaldi_text(key_file or args.data_path_and_name_and_type[0][0])
+        listed = read_table(
+            key_file or args.data_path_and_name_and_type[0][0],
+            allow_empty_value=True,
+            check_sorted=False, check_final_newline=False,
+        )
         failed += [f"{utt} {bad_audio[utt]}\n" for utt in listed if utt in bad_audio]
         for line in failed:
             logging.warning(line.rstrip("\n").replace(" ", ": ", 1))

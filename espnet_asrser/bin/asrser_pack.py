@@ -14,10 +14,28 @@ from espnet_asrser.model_zoo import pack_asrser_model
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--asrser_train_config", required=True)
-    parser.add_argument("--asrser_model_file", required=True)
-    parser.add_argument("--outpath", required=True, help=".zip or .tar.gz")
-    parser.add_argument("--option", action="append", default=[], help="extra files (README, RESULTS.md)")
+    parser.add_argument(
+        "--asrser_train_config",
+        required=True,
+        help="the config.yaml that asrser_train wrote in its output directory (required)",
+    )
+    parser.add_argument(
+        "--asrser_model_file",
+        required=True,
+        help="the model to pack, e.g. exp/X/valid.acc_ser.best.pth (required)",
+    )
+    parser.add_argument(
+        "--outpath",
+        required=True,
+        help="the archive to write; .zip or .tar.gz decides the format (required)",
+    )
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        help="an extra file to pack (README, RESULTS.md); repeat for several "
+        "(default: none)",
+    )
     return parser
 
 

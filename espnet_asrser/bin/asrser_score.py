@@ -28,7 +28,7 @@ from espnet_asrser.metrics import (
     score_emotions,
     score_transcripts,
 )
-from espnet_asrser.utils.kaldi_text import read_kaldi_text
+from espnet_asrser.utils.kaldi_table import read_table
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -36,19 +36,42 @@ def get_parser() -> argparse.ArgumentParser:
         prog="asrser_score",
         description="Score emotion recognition (WA, UA, confusion matrix) and optionally WER.",
     )
-    parser.add_argument("--ref_emotion", help="reference utt2emo file (needs --hyp_emotion)")
-    parser.add_argument("--hyp_emotion", help="predicted utt2emo file (needs --ref_emotion)")
+    parser.add_argument(
+        "--ref_emotion",
+        help="reference utt2emo file; needs --hyp_emotion and --classes (default: none, "
+        "emotions are not scored)",
+    )
+    parser.add_argument(
+        "--hyp_emotion",
+        help="predicted utt2emo file; needs --ref_emotion (default: none)",
+    )
     parser.add_argument(
         "--classes",
         nargs="+",
-        help="emotion labels, in the order of the confusion matrix rows and columns "
-        "(required with --ref_emotion)",
+        help="emotion labels, in the order of the confusion matrix rows and columns; "
+        "required with --ref_emotion (default: none)",
     )
-    parser.add_argument("--ref_text", help="reference transcripts (needs --hyp_text)")
-    parser.add_argument("--hyp_text", help="recognised transcripts (needs --ref_text)")
-    parser.add_argument("--output_json", required=True, help="where to write the scores")
-    parser.add_argument("--output_md", help="optional Markdown report")
+    parser.add_argument(
+        "--ref_text",
+        help="reference transcripts; needs --hyp_text (default: none, no WER is scored)",
+    )
+    parser.add_argument(
+        "--hyp_text", help="recognised transcripts; needs --ref_text (default: none)"
+    )
+    parser.add_argument(
+        "--output_json", required=True, help="where to write the scores (required)"
+    )
+    parser.add_argument(
+        "--output_md", help="where to write a Markdown report (default: none, not written)"
+    )
     return parser
+
+
+def _read(path: str, allow_empty_value: bool) -> Dict[str, str]:
+    # Hypotheses come in decoding order, and either side may be written by hand.
+    return read_table(
+        path, allow_empty_value=allow_empty_value, check_sorted=False, check_final_newline=False
+    )
 
 
 def _percent(rate: Optional[float]) -> str:
@@ -135,14 +158,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         ser = None
         if args.ref_emotion is not None:
             ser = score_emotions(
-                read_kaldi_text(args.ref_emotion, allow_empty_value=False),
-                read_kaldi_text(args.hyp_emotion, allow_empty_value=False),
+                _read(args.ref_emotion, allow_empty_value=False),
+                _read(args.hyp_emotion, allow_empty_value=False),
                 args.classes,
             )
         wer = n_text = None
         if args.ref_text is not None:
-            ref_text = read_kaldi_text(args.ref_text)
-            wer = score_transcripts(ref_text, read_kaldi_text(args.hyp_text))
+            ref_text = _read(args.ref_text, allow_empty_value=True)
+            wer = score_transcripts(ref_text, _read(args.hyp_text, allow_empty_value=True))
             n_text = len(ref_text)
     except (OSError, ValueError) as e:
         # Input problems (unreadable or malformed files, mismatched ids, unknown labels)

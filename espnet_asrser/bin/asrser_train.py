@@ -6,10 +6,15 @@
     --train_shape_file exp/stats/train/speech_shape ... --output_dir exp/asrser
 
 Trains the ASR-SER model or one of its baselines (``--mode``); every option of ESPnet's
-``asr_train`` applies, see ``--help`` and ``--print_config``.
+``asr_train`` applies, see ``--help`` and ``--print_config`` (which writes only YAML to
+stdout, a complete config that ``--config`` reads back).
 """
 
-from espnet_asrser.tasks.asrser import ASRSERTask
+from espnet_asrser.bin import flash_attention_notice_to_stderr, run_task
+
+flash_attention_notice_to_stderr()
+
+from espnet_asrser.tasks.asrser import ASRSERTask  # noqa: E402  (after the notice)
 
 
 def get_parser():
@@ -17,7 +22,7 @@ def get_parser():
 
 
 def main(cmd=None):
-    ASRSERTask.main(cmd=cmd)
+    run_task(ASRSERTask, cmd)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ __all__ = [
 #: Every majority-label code of the release: neutral, happiness, excitement, sadness,
 #: anger, frustration, surprise, fear, disgust, other, and "xxx" (no majority).
 LABEL_CODES = ("neu", "hap", "exc", "sad", "ang", "fru", "sur", "fea", "dis", "oth", "xxx")
+# The paper's four classes, in the order of every model's output (exc is merged into hap
+# or dropped; other labels are dropped). Data preparation writes them to the data
+# directory's ``classes`` file, which every later step reads.
+FOUR_CLASSES = ("ang", "hap", "neu", "sad")
 
 # Names the annotators used in the categorical lines, for the writer only.
 _LABEL_NAMES = {

@@ -24,8 +24,10 @@ and IEMOCAP has very few of them.
 """
 
 import re
+from pathlib import Path
+from typing import Union
 
-__all__ = ["normalize_transcript"]
+__all__ = ["normalize_transcript", "normalize_text_file"]
 
 # Non-greedy and non-nested: IEMOCAP marks one event per bracket pair.
 _BRACKETED = re.compile(r"\[[^\]]*\]|\{[^}]*\}|<[^>]*>")
@@ -55,3 +57,17 @@ def normalize_transcript(text: str) -> str:
     # Lookarounds see the string before substitution, so one pass also clears "''x".
     text = _LOOSE_APOSTROPHE.sub(" ", text)
     return " ".join(text.split())
+
+
+def normalize_text_file(src: Union[str, Path], dst: Union[str, Path]) -> None:
+    """Write the Kaldi-style text file ``src`` (``utt-id words ...``) to ``dst`` with every
+    transcript in this convention: a pretrained ASR model's tokenizer may write another
+    case or punctuation than our references, and a WER (or a text model reading its
+    hypotheses) must count words of one convention."""
+    lines = []
+    for line in Path(src).read_text(encoding="utf-8").splitlines():
+        parts = line.split(maxsplit=1)
+        if parts:
+            text = normalize_transcript(parts[1] if len(parts) > 1 else "")
+            lines.append(f"{parts[0]} {text}".rstrip())
+    Path(dst).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")

@@ -10,12 +10,14 @@ which configure the ASR part, and adds:
   (SER sizes, ``asr_weight``, ``asr_feature_source``, ``freeze_asr``, ...);
 * ``--asr_model_conf``: keyword arguments of ESPnet's ``ESPnetASRModel`` for the ASR part
   (``ctc_weight``, ``lsm_weight``, ...), i.e. what ``model_conf`` is in an ESPnet ASR config;
+  with a pretrained ASR they update that model's own ``model_conf`` (e.g. label smoothing
+  during fine-tuning), so only the keys given are changed;
 * ``--pretrained_asr``: start from a trained ESPnet ASR model (a model-zoo archive, its
   unpacked directory, or ``CONFIG,MODEL``; see :mod:`espnet_asrser.asr.pretrained`). The
   ASR part is then built from that model's own config (its frontend, normalisation,
   encoder, decoder and ``model_conf``) and weights, and the ``text`` data are tokenised with
-  its token list and tokenizer; this task's ASR options (``--encoder``, ``--decoder``,
-  ``--asr_model_conf``, ...) are then not used, while ``--frontend``/``--normalize`` still
+  its token list and tokenizer; this task's ASR architecture options (``--encoder``,
+  ``--decoder``, ...) are then not used, while ``--frontend``/``--normalize`` still
   configure the acoustic SER branch;
 * ``--asr_config``: the ESPnet ASR config (a dict) the ASR part is built from instead of
   the ASR options; ``--pretrained_asr`` fills it in, so the saved config.yaml rebuilds the
@@ -29,11 +31,9 @@ features and the text baselines need it.
 import argparse
 import contextvars
 import copy
-import inspect
 from pathlib import Path
 from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple, Union
 
-import humanfriendly
 import numpy as np
 
 from espnet2.tasks.asr import (
@@ -53,18 +53,21 @@ from espnet_asrser.asr.pretrained import (
     adopt_tokenizer,
     build_asr_from_config,
     check_input_matches,
+    frontend_rate,
     load_pretrained_weights,
     resolve_pretrained_asr,
 )
+from espnet_asrser.corpora.iemocap import FOUR_CLASSES
 from espnet_asrser.espnet_model import MODES, ESPnetASRSERModel, mode_inputs
 from espnet_asrser.tasks import register_asr_components
 from espnet_asrser.train.init_param import counted_init_param_loads
 from espnet_asrser.train.trainer import ASRSERTrainer
+from espnet_asrser.utils.weights_file import load_weights
 from espnet_asrser.utils.train_data import check_data_files
 
 register_asr_components()
 
-DEFAULT_EMOTIONS = ("ang", "hap", "neu", "sad")
+DEFAULT_EMOTIONS = FOUR_CLASSES
 
 # True while build_model_from_file rebuilds a trained model: its checkpoint holds the ASR
 # weights, so --pretrained_asr (possibly absent on this machine) must not be opened.
@@ -112,9 +115,10 @@ class EmotionPreprocessor:
         return data
 
 
-def _frontend_rate(args: argparse.Namespace) -> Optional[int]:
-    """The sampling rate the model's frontend takes, or None where it is not known here
-    (dumped features, text modes, an ASR part still to be read from --pretrained_asr)."""
+def _speech_rate(args: argparse.Namespace) -> Optional[int]:
+    """The sampling rate the model's ``speech`` input must have, or None where it is not
+    known here (dumped features, text modes, an ASR part still to be read from
+    --pretrained_asr)."""
     use_audio, _, use_asr = mode_inputs(args.mode)
     config = vars(args)
     if not use_audio and use_asr and (args.pretrained_asr or args.asr_config):
@@ -123,16 +127,9 @@ def _frontend_rate(args: argparse.Namespace) -> Optional[int]:
         config = args.asr_config
     elif not (use_audio or use_asr):
         return None
-    if config.get("input_size") is not None or config.get("frontend") is None:
+    if config.get("input_size") is not None:
         return None
-    fs = (config.get("frontend_conf") or {}).get("fs")
-    if fs is None:
-        frontend_class = frontend_choices.get_class(config["frontend"])
-        parameter = inspect.signature(frontend_class).parameters.get("fs")
-        fs = None if parameter is None else parameter.default
-    if isinstance(fs, str):
-        fs = humanfriendly.parse_size(fs)  # "16k", as ESPnet's frontends accept
-    return fs if isinstance(fs, int) else None
+    return frontend_rate(config.get("frontend"), config.get("frontend_conf"))
 
 
 def check_training_data(args: argparse.Namespace) -> None:
@@ -140,7 +137,7 @@ def check_training_data(args: argparse.Namespace) -> None:
     frontend's sampling rate (:mod:`espnet_asrser.utils.train_data`)."""
     if args.multiple_iterator:
         return  # the paths are patterns of several shards
-    fs = _frontend_rate(args)
+    fs = _speech_rate(args)
     for split in ("train", "valid"):
         check_data_files(
             split,
@@ -192,9 +189,11 @@ class ASRSERTask(ASRTask):
         group.add_argument(
             "--asr_model_conf",
             action=NestedDictAction,
-            default=get_default_kwargs(ESPnetASRModel),
-            help="The keyword arguments of the ASR part (ESPnetASRModel); not used with "
-            "--pretrained_asr/--asr_config, whose own model_conf applies",
+            default={},
+            help="Keyword arguments of the ASR part (ESPnetASRModel), over its defaults or, "
+            "with --pretrained_asr/--asr_config, over that model's own model_conf "
+            "(default: %(default)s, i.e. ESPnetASRModel's defaults or the pretrained "
+            "model's)",
         )
         group.add_argument(
             "--pretrained_asr",
@@ -219,11 +218,11 @@ class ASRSERTask(ASRTask):
         # ESPnet completes the *_conf of ClassChoices with the class defaults; ours are
         # plain options, so complete them here for a --print_config that lists everything.
         config = super().get_default_config()
-        for key, model_class in (
-            ("model_conf", ESPnetASRSERModel),
-            ("asr_model_conf", ESPnetASRModel),
-        ):
-            config[key] = {**get_default_kwargs(model_class), **(config[key] or {})}
+        # asr_model_conf stays as given: its keys override a pretrained ASR's model_conf,
+        # so listing every default there would silently replace that model's settings.
+        config["model_conf"] = {
+            **get_default_kwargs(ESPnetASRSERModel), **(config["model_conf"] or {})
+        }
         return config
 
     @classmethod
@@ -267,6 +266,10 @@ class ASRSERTask(ASRTask):
         """ESPnet's ``build_model_from_file``; a model trained with ``--pretrained_asr``
         rebuilds its ASR part from the ``asr_config`` stored in its config.yaml and takes
         the weights from ``model_file``, without opening the pretrained archive."""
+        if model_file is not None:
+            # ESPnet loads it as a full pickle; a file from elsewhere must hold tensors
+            # only, which this checks (UntrustedWeightsError names it and the way out).
+            load_weights(model_file, "model file")
         token = _REBUILDING_FROM_FILE.set(True)
         try:
             return super().build_model_from_file(config_file, model_file, device)
@@ -310,7 +313,7 @@ class ASRSERTask(ASRTask):
         if use_asr and asr_config is not None:
             if use_audio:
                 check_input_matches(args, asr_config, asr_source)
-            asr = build_asr_from_config(asr_config, asr_source)
+            asr = build_asr_from_config(asr_config, asr_source, args.asr_model_conf)
         elif use_asr:
             asr_args = copy.copy(args)
             asr_args.model = "espnet"

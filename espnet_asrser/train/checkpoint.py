@@ -159,6 +159,11 @@ def load_checkpoint(path: Path) -> dict:
     unreadable, or missing one of the states that ``Trainer.resume`` restores).
     """
     try:
+        # weights_only=False: this is the experiment's own checkpoint.pth, written by
+        # ESPnet's Trainer in this output_dir (never a file a user passes; those go through
+        # espnet_asrser.utils.weights_file). Its reporter state holds datetime.timedelta
+        # and numpy scalars, which weights_only=True refuses, and ESPnet's Trainer.resume
+        # loads the same file with weights_only=False right after this check anyway.
         states = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # torch raises RuntimeError, EOFError, pickle errors, ...
         # torch's own text goes on for lines; its first sentence names the problem

@@ -22,6 +22,10 @@ another order loads without any shape error and maps every id to another word. E
 writes ``config.yaml`` beside its checkpoints; when that file names a token list and the
 ``--init_param`` loads more than token-independent modules (the encoder, frontend, ...),
 the list must equal the training's ``--token_list`` (:func:`check_token_list`).
+
+An ``--init_param`` file must load with ``weights_only=True`` before ESPnet's loader, which
+unpickles without that restriction, opens it
+(:class:`espnet_asrser.utils.weights_file.UntrustedWeightsError` otherwise).
 """
 
 import contextlib
@@ -34,6 +38,7 @@ import yaml
 
 from espnet2.tasks import abs_task
 from espnet_asrser.asr.pretrained import read_token_list, token_list_difference
+from espnet_asrser.utils.weights_file import load_weights
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +51,10 @@ class InitParamError(RuntimeError):
 
 def _file_keys(init_param: str) -> List[str]:
     """A few tensor names of the file, for the error message; [] if it cannot be read."""
-    path = init_param.split(":", 1)[0]
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception:  # legacy (non-zip) files cannot be mapped; the names are a hint only
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception:
-            return []
+        state = load_weights(init_param.split(":", 1)[0], "--init_param")
+    except Exception:  # the names are a hint only
+        return []
     if isinstance(state, dict) and isinstance(state.get("module"), dict):
         state = state["module"]
     return list(state)[:3] if isinstance(state, dict) else []
@@ -191,6 +192,10 @@ def counted_init_param_loads(
     espnet_load = abs_task.load_pretrained_model
 
     def load_pretrained_model(init_param, model, **kwargs):
+        # ESPnet's loader unpickles with weights_only=False, which would run any code an
+        # --init_param file (a user's download) carries: the file must first load as
+        # weights only (UntrustedWeightsError says how to re-save one that does not).
+        load_weights(init_param.split(":", 1)[0], "--init_param")
         check_token_list(init_param, token_list)
         return load_counted(espnet_load, init_param, model, **kwargs)
 

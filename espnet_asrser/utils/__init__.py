@@ -1,1 +1,2 @@
-"""Small shared helpers: strict readers for Kaldi-style data files."""
+"""Small shared helpers: the Kaldi-style table reader and writer, audio headers and the
+checks of the data files given to training."""

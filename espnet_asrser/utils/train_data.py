@@ -16,7 +16,9 @@ by batch, without checking the files against each other. So, in ESPnet alone:
 :func:`check_data_files` finds all of these at once, before anything is trained (the
 collect-stats pass included), and raises :class:`DataFileError` naming the file, the line
 or the utterances. Only files that are ``<utt-id> <value>`` tables are read (the types in
-:data:`TABLE_TYPES`); audio headers are read for ``sound`` files.
+:data:`TABLE_TYPES`), by :func:`espnet_asrser.utils.kaldi_table.read_table`, whose
+:class:`~espnet_asrser.utils.kaldi_table.KaldiTableError` names the file and line of a
+malformed one; audio headers are read for ``sound`` files.
 """
 
 import logging
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_asrser.utils.audio_files import AudioError, read_header
-from espnet_asrser.utils.kaldi_text import KaldiTextError, control_character, read_kaldi_text
+from espnet_asrser.utils.kaldi_table import read_table
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +51,9 @@ _MAX_LISTED = 10
 
 
 class DataFileError(ValueError):
-    """A data file given to the training would fail or mislead it; names file and lines."""
+    """The data files given to the training do not fit together (utterances, labels,
+    audio) or cannot be opened; names the files and lines. A file that is not a valid
+    table raises :class:`~espnet_asrser.utils.kaldi_table.KaldiTableError` instead."""
 
 
 def _listed(items: Sequence[str]) -> str:
@@ -57,24 +61,21 @@ def _listed(items: Sequence[str]) -> str:
     return " ".join(items[:_MAX_LISTED]) + more
 
 
-def read_table(path: str, name: str) -> Dict[str, str]:
+def _read_data_file(path: str, name: str) -> Dict[str, str]:
     """``path`` as ``{utt: value}``; any line ESPnet would misread is an error."""
     try:
-        entries = read_kaldi_text(path, allow_empty_value=name in EMPTY_VALUE_NAMES)
-    except KaldiTextError as e:
-        raise DataFileError(f"{e} (data '{name}')") from None
+        # ESPnet needs no order and these files are not always ours (shape files, a
+        # hand-made wav.scp), so only what ESPnet would misread is checked.
+        entries = read_table(
+            path,
+            allow_empty_value=name in EMPTY_VALUE_NAMES,
+            check_sorted=False,
+            check_final_newline=False,
+        )
     except OSError as e:
         raise DataFileError(f"cannot read data '{name}' from {path}: {e}") from None
     if not entries:
         raise DataFileError(f"{path}: no utterances (data '{name}')")
-    # read_kaldi_text rejects empty lines, so entry i is line i + 1.
-    for line_no, (utt, value) in enumerate(entries.items(), start=1):
-        char = control_character(utt + value)
-        if char is not None:
-            raise DataFileError(
-                f"{path}:{line_no}: control character U+{ord(char):04X} in the entry of "
-                f"'{utt}' (data '{name}')"
-            )
     return entries
 
 
@@ -85,7 +86,7 @@ def _key_problems(
     ref_keys = set(ref)
     others = [(path, set(entries)) for path, _, entries in tables[1:]]
     for shape_file in shape_files:
-        others.append((shape_file, set(read_table(shape_file, "shape"))))
+        others.append((shape_file, set(_read_data_file(shape_file, "shape"))))
     problems = []
     for path, keys in others:
         missing = sorted(ref_keys - keys)
@@ -193,14 +194,15 @@ def check_data_files(
         The number of utterances.
 
     Raises:
-        DataFileError: naming the file and line, the labels or the utterances at fault.
+        KaldiTableError: a file is not a valid table (naming its file and line).
+        DataFileError: naming the files, the labels or the utterances at fault.
     """
     tables: List[Tuple[str, str, Dict[str, str]]] = []
     for path, name, type_ in data_path_and_name_and_type:
         if type_ not in TABLE_TYPES:
             logger.info(f"{split} data '{name}' ({type_}): not a table, not checked")
             continue
-        entries = read_table(path, name)
+        entries = _read_data_file(path, name)
         if name == "emotion" and emotion_classes is not None:
             check_labels(path, entries, emotion_classes)
         if type_ == "sound":

@@ -3,24 +3,22 @@
 #
 # IEMOCAP four-class speech emotion recognition combined with an acoustic-to-word ASR
 # model pretrained on LibriSpeech 960 h (Feng, Ueno, Kawahara, Interspeech 2020).
+# asrser.sh's defaults are the paper's setting: 4 classes (exc merged into hap),
+# utterances up to 20 s, leave one session out, a 47,465-word A2W vocabulary, beam 4.
 # Corpus locations are in db.sh; with both empty, synthetic mini corpora are generated
-# and the conf/mini configs used instead. Results: RESULTS.md; models: exp/packed.
-# To start from an ESPnet model-zoo ASR model instead of pre-training our A2W model:
+# and the conf/mini configs used instead. Results: exp/results/<setting>_<ASR model>/
+# RESULTS.md; models: exp/packed. To start from an ESPnet model-zoo ASR model instead of
+# pre-training our A2W model:
 #     ./run.sh --pretrained_asr /path/to/model.zip    (see README.md)
 set -euo pipefail
+cd "$(dirname "$0")"
 
-# The paper's setting: 4 classes (exc merged into hap), utterances up to 20 s, leave one
-# session out, beam 4.
-# 47,465 word entries: the size of the authors' LibriSpeech vocabulary, so that the A2W
-# output layer and its <unk> rate on IEMOCAP match theirs (LibriSpeech 960 h has ~89k
-# word types; the rarest ones are seen too few times to be learnt anyway).
-./asrser.sh \
-    --subset all \
-    --exc merge \
-    --max_dur 20 \
-    --protocol speaker_independent \
-    --emotion_classes "ang hap neu sad" \
-    --word_vocab_size 47465 \
-    --libri_valid_set dev_clean \
-    --libri_test_sets "test_clean test_other" \
-    "$@"
+# One run per recipe directory: two runs would write the same data/, dump/ and exp/. The
+# kernel drops the lock when its holder ends, however it ends, so no stale lock remains.
+exec {lock}>>.run.lock
+if ! flock --nonblock "${lock}"; then
+    echo "run.sh: another run (pid $(cat .run.lock)) is using $(pwd); wait for it to end" >&2
+    exit 1
+fi
+echo "$$" >.run.lock
+exec ./asrser.sh "$@"

@@ -4,7 +4,7 @@
     local/dump_feats.py merge   --data data/X --out dump/fbank/X --nj 4
     local/dump_feats.py subset  --src dump/fbank/X --data data/Y --out dump/fbank/Y
 
-Stage 3 of the recipe: 40-dim log-mel features (25 ms window, 10 ms shift, 16 kHz) in
+40-dim log-mel features (25 ms window, 10 ms shift, 16 kHz) in
 Kaldi ark/scp files, computed by the model's own frontend
 (:class:`espnet_asrser.asr.frontend.LogMelFrontend`), so that a model trained on dumped
 features gives the same output on raw waveforms.
@@ -32,7 +32,7 @@ unwritable directory, bad audio) leaves no ``feats.<job>.scp`` for merge to take
 Nothing model-specific is done here: the 3-frame stacking of the ASR input is the
 model's ``preencoder: stack``, the 7.5 s cut of the SER acoustic input is
 ``max_audio_frames: 750`` in the SER model, and mean/variance normalisation uses the
-statistics of each training set (``--collect_stats``, stages 5 and 8).
+statistics of each training set (``--collect_stats``).
 """
 
 import argparse
@@ -47,14 +47,13 @@ from typing import Dict, List, Optional, Set
 import numpy as np
 
 from espnet_asrser.corpora.kaldi_dir import (
+    DIR_FILES,
     EMPTY_VALUE_TABLES,
     UTTERANCE_TABLES,
-    DataDirError,
-    read_table,
     utt2spk_to_spk2utt,
     validate_data_dir,
-    write_table,
 )
+from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table, write_table
 from espnet2.utils.types import str2bool
 from espnet_asrser.utils.audio_files import AudioError, read_audio
 
@@ -219,9 +218,10 @@ def write_dump_dir(
             + f". Fix the data directory, or pass --drop_incomplete true to keep the "
             f"{total - len(missing)} complete ones"
         )
-    if missing and others:
+    keyed_others = [n for n in others if n not in DIR_FILES]
+    if missing and keyed_others:
         raise DumpError(
-            f"{data}: cannot drop utterances from {', '.join(others)}, which are not "
+            f"{data}: cannot drop utterances from {', '.join(keyed_others)}, which are not "
             f"utterance tables; remove them or fix the data directory"
         )
     kept = sorted(set(tables["utt2spk"]) - set(missing))
@@ -303,7 +303,7 @@ def subset(args: argparse.Namespace) -> None:
 
 
 def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description="Dump 40-dim log-mel features (stage 3).")
+    parser = argparse.ArgumentParser(description="Dump 40-dim log-mel features.")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("compute", help="compute the features of one job")
     p.add_argument("--data", required=True, help="data directory with wav.scp")
@@ -350,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         {"compute": compute, "merge": merge, "subset": subset}[args.command](args)
-    except (DumpError, DataDirError) as e:
+    except (DumpError, KaldiTableError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     return 0

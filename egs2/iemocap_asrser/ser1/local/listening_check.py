@@ -3,7 +3,7 @@
            --asr_model_file exp/asr_x/valid.acc.ave.pth --data dump/fbank/dev_clean \
            --out exp/asr_x/decode_y/listening.json [--seed 0] [--batch_size 16]
 
-Does the A2W model listen? Stage 7 of the recipe. An attention decoder can reach a high
+Does the A2W model listen? An attention decoder can reach a high
 teacher-forced word accuracy from its language model alone, without using the audio (the
 mini A2W models before issue 10 did). This script scores the teacher-forced word
 accuracy (the ``acc`` that model selection reads, <eos> included) on a validation set
@@ -29,7 +29,7 @@ import espnet_asrser.tasks  # noqa: F401  (registers the A2W components)
 from espnet2.tasks.asr import ASRTask
 from espnet2.text.token_id_converter import TokenIDConverter
 from espnet_asrser.asr.decoder_states import teacher_forced_states
-from espnet_asrser.utils.kaldi_text import read_kaldi_text
+from espnet_asrser.utils.kaldi_table import read_table
 
 
 def derangement(n: int, seed: int) -> np.ndarray:
@@ -105,7 +105,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     converter = TokenIDConverter(model.token_list, unk_symbol="<unk>")
     data = Path(args.data)
     try:
-        text = read_kaldi_text(data / "text")
+        text = read_table(
+            data / "text", allow_empty_value=True, check_sorted=False, check_final_newline=False
+        )
         feats = dict(kaldiio.load_scp(str(data / "feats.scp")))
         token_ids = {k: converter.tokens2ids(v.split()) for k, v in text.items()}
         result = listening_check(model, feats, token_ids, args.seed, args.batch_size)

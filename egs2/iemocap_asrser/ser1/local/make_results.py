@@ -1,24 +1,22 @@
 #!/usr/bin/env python3
-"""Usage: local/make_results.py --results_dir exp/ser_results --folds 1 2 3 4 5 \
-           --data data/iemocap_all --fold_data 'data/iemocap_fold{k}_{part}' \
-           --oov data/token_list/word/oov_rate.json \
-           --ser_exp 'audio=exp/ser_fold{k}_train_audio' ... (text, combined) \
-           --ser_model valid.acc_ser.best.pth --mini false [--oracle DIR/oracle.json] \
-           [--ablation 'asrser_uttnorm=ASR-SER, L_ASR summed per utterance' ...] \
-           --out RESULTS.md
+"""Usage: local/make_results.py RUN_OPTIONS [--oracle DIR/oracle.json] [--out FILE]
 
-Stage 12 of the recipe: RESULTS.md from the score files of stages 7 and 11 and the
-training records of the experiments, nothing else.
+RESULTS.md of one run (one IEMOCAP setting, one ASR model) from the score files of the
+ASR decoding and of ``local/evaluate.py`` and the training records of the experiments,
+nothing else. RUN_OPTIONS are those of :mod:`espnet_asrser.recipe.layout` (the stage
+script's run_opts), which names every directory read; ``--out`` defaults to
+``<results_dir>/RESULTS.md``.
 
-* Table 1 of the paper (rows Audio-based ... ASR-SER; WA, UA, WER), pooled over the
-  folds (all test hypotheses scored together) and per fold, beside the paper's numbers;
+* the paper's table for the run's setting (:func:`espnet_asrser.recipe.systems.paper_table`:
+  Table 1 for all utterances with leave-one-session-out, Table 4 for the improvised
+  subset, Table 5 for the speaker-dependent split), pooled over the folds (all test
+  hypotheses scored together) and per fold, beside the paper's numbers;
 * the paper's qualitative claims (combined beats each modality alone, ASR transcripts
   hurt, ASR-SER recovers, joint fine-tuning lowers the WER), each decided by paired tests
   over the pooled test utterances (``espnet_asrser.significance``: McNemar for WA, paired
   bootstrap for UA and WER) after checking that each model is above chance, and, for
   generated corpora (``--oracle``), the oracle accuracies they were designed with;
-* ablations (``--ablation KEY=LABEL``: more result directories, shown and tested beside
-  the ASR-SER row of our A2W model);
+* the ASR-SER ablations of the run, shown and tested beside the ASR-SER row;
 * the best train and valid accuracy of every model and fold, from ESPnet's reporter
   record in ``checkpoint.pth``, so that underfitting shows;
 * the ASR-SER confusion matrix (the paper's Table 3: rows are the reference, columns
@@ -26,22 +24,12 @@ training records of the experiments, nothing else.
 * the ASR results (LibriSpeech test sets, IEMOCAP zero-shot), the IEMOCAP OOV rate, and
   the listening check of an ASR model (``<decode_dir>/listening.json``, optional: its
   word accuracy with each utterance's own audio and with shuffled audio);
-* how the numbers were obtained: label set, data selection, protocol and folds, model
-  selection (validation set only), configs, and the software that ran (Python, torch,
-  ESPnet versions, the git commit of espnet_asrser and whether the tree differed from it).
+* how the numbers were obtained: label set, data selection, protocol and folds (counted
+  on the tables that were scored), model selection (validation set only), configs, and
+  the software that ran (Python, torch, ESPnet versions, the git commit of espnet_asrser
+  and whether the tree differed from it).
 
-The ASR models are those registered in ``<results_dir>/asr_models/<key>.json`` (stage 12
-writes the entry of its run's ASR model: ``a2w`` for ours, ``pretrained_<name>`` for a
-``--pretrained_asr`` one), with string fields ``label``, ``suffix`` (of the result
-directories of its rows: ``asrser<suffix>``, ``text_asr<suffix>``, ``combined_asr<suffix>``),
-``folds``, ``source``, ``asr_exp``, ``asr_config``, ``asr_model``, ``decode_dir``,
-``decode_config`` and ``asrser_exp`` (``{k}`` for the fold). Every model scored on the
-same folds gets its rows (the ASR-transcript rows and ASR-SER), so runs with our A2W model
-and with pretrained ones show side by side; the rows carry the model's label in brackets
-unless our A2W model is the only one, which keeps the paper's row names. A model scored
-on other folds is named in a note instead.
-
-A result directory ``<results_dir>/<key>`` holds ``fold<k>.json`` and ``pooled.json``
+A result directory ``<results_dir>/<system>`` holds ``fold<k>.json`` and ``pooled.json``
 (written by ``espnet_asrser.bin.asrser_score``) and the pooled per-utterance files they
 were scored from: ``pooled/emotion`` and ``pooled/ref/emotion`` (and ``pooled/text``,
 ``pooled/ref/text`` where the system has transcripts). Every number is read from these
@@ -69,29 +57,17 @@ import yaml
 import espnet_asrser
 from espnet_asrser import significance as sig
 from espnet_asrser.metrics import score_emotions, word_error_rate
-from espnet_asrser.utils.kaldi_text import read_kaldi_text
+from espnet_asrser.recipe.layout import Layout, LayoutError, add_run_options
+from espnet_asrser.recipe.systems import TABLE_SYSTEMS, PaperTable, paper_table
+from espnet_asrser.utils.kaldi_table import read_table
 
-# (system key in the results directory, Table 1 row, paper WA, UA, WER); paper values
-# are Feng et al. 2020, Table 1.
-ROWS = [
-    ("audio", "Audio-based", 55.7, 57.0, None),
-    ("text", "Text-based", 63.7, 63.6, None),
-    ("text_asr", "Text-based (ASR transcripts)", 51.0, 50.7, 40.7),
-    ("combined", "Combined", 68.9, 69.4, None),
-    ("combined_asr", "Combined (ASR transcripts)", 60.1, 60.7, 40.7),
-    ("asrser", "ASR-SER", 68.6, 69.7, 35.7),
-]
-ROW_NAMES = {key: row for key, row, *_ in ROWS}
+ROW_NAMES = {system.key: system.row for system in TABLE_SYSTEMS}
 # Table 3 of the paper orders the classes so; names for the confusion matrix.
 PAPER_ORDER = ["hap", "sad", "neu", "ang"]
 CLASS_NAMES = {"hap": "Happy", "sad": "Sad", "neu": "Neutral", "ang": "Angry"}
 BASELINE_MODES = ("audio", "text", "combined")
-# Our own A2W model's entry; the one whose rows keep the paper's names when alone.
+# Our own A2W model's key; its rows keep the paper's names.
 A2W_KEY = "a2w"
-ASR_MODEL_FIELDS = (
-    "label", "suffix", "folds", "source", "asr_exp", "asr_config", "asr_model",
-    "decode_dir", "decode_config", "asrser_exp",
-)
 # "ASR-SER approaches combined": the 95 % interval of the WA difference must lie within
 # this many (fractional) points of 0. Our choice; the paper states no margin.
 EQUIVALENCE_MARGIN = 0.05
@@ -127,7 +103,7 @@ def pct(x: Optional[float]) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def paper(x: Optional[float]) -> str:
+def paper_value(x: Optional[float]) -> str:
     return "–" if x is None else f"{x:.1f}"
 
 
@@ -192,7 +168,9 @@ class Evidence:
 
     def _read(self, path: Path) -> Dict[str, str]:
         try:
-            return read_kaldi_text(path)
+            return read_table(
+                path, allow_empty_value=True, check_sorted=False, check_final_newline=False
+            )
         except OSError:
             raise ResultsError(
                 f"{path} is missing: the stage that scores the pooled results writes it"
@@ -302,34 +280,21 @@ class Evidence:
 
 
 # ----------------------------------------------------------------------------- ASR models
-def load_asr_models(results: Path, folds: List[str]) -> Tuple[List[dict], List[str]]:
-    """The registered ASR models scored on ``folds`` (ours first, then by key), and a note
-    for each one scored on other folds."""
-    directory = results / "asr_models"
-    paths = sorted(directory.glob("*.json"), key=lambda p: (p.stem != A2W_KEY, p.stem))
-    if not paths:
-        raise ResultsError(
-            f"no ASR model is registered in {directory}: stage 12 of asrser.sh writes "
-            "its run's entry there"
-        )
-    models, notes = [], []
-    for path in paths:
-        model = load_json(path)
-        missing = [f for f in ASR_MODEL_FIELDS if not isinstance(model.get(f), str)]
-        if missing:
-            raise ResultsError(f"{path} lacks {', '.join(missing)}")
-        model["key"] = path.stem
-        if model["folds"].split() != folds:
-            notes.append(
-                f"ASR model {model['label']} ({model['asr_exp']}) was scored on folds "
-                f"{model['folds']}, not {' '.join(folds)}: run the recipe with its options "
-                f"and --folds \"{' '.join(folds)}\" to add its rows (or remove {path})."
-            )
-            continue
-        models.append(model)
-    if not models:
-        raise ResultsError(f"no ASR model in {directory} was scored on folds {' '.join(folds)}")
-    return models, notes
+def run_asr_model(layout: Layout) -> dict:
+    """The run's ASR model, as the sections below describe it."""
+    return {
+        "key": layout.asr_key,
+        "label": layout.asr_label,
+        "suffix": "",
+        "folds": " ".join(layout.folds),
+        "source": layout.pretrained.spec if layout.pretrained else "",
+        "asr_exp": layout.asr_exp,
+        "asr_config": f"{layout.asr_exp}/config.yaml",
+        "asr_model": layout.asr_model_file,
+        "decode_dir": layout.asr_decode_dir,
+        "decode_config": layout.opts.decode_config,
+        "asrser_exp": layout.ser_exp("asrser", "{k}"),
+    }
 
 
 def labelled(models: List[dict]) -> bool:
@@ -337,12 +302,15 @@ def labelled(models: List[dict]) -> bool:
     return not (len(models) == 1 and models[0]["key"] == A2W_KEY)
 
 
-def table_rows(models: List[dict]) -> List[Tuple[str, str, str, dict, tuple]]:
-    """(result key, row name, SER mode, ASR model or {}, paper numbers) in Table 1 order:
-    the rows that depend on the ASR model once per model."""
+def table_rows(
+    models: List[dict], paper: Optional[PaperTable]
+) -> List[Tuple[str, str, str, dict, tuple]]:
+    """(result key, row name, SER mode, ASR model or {}, paper numbers) in the paper's
+    order: the rows that depend on the ASR model once per model."""
     rows = []
-    for key, row, *numbers in ROWS:
-        mode = key[: -len("_asr")] if key.endswith("_asr") else key
+    for system in TABLE_SYSTEMS:
+        key, row, mode = system.key, system.row, system.mode
+        numbers = paper.row(key) if paper else (None, None, None)
         if key in BASELINE_MODES:
             rows.append((key, row, mode, {}, tuple(numbers)))
             continue
@@ -353,12 +321,15 @@ def table_rows(models: List[dict]) -> List[Tuple[str, str, str, dict, tuple]]:
 
 
 # ----------------------------------------------------------------------------- sections
-def table1(results: Path, folds: List[str], models: List[dict]) -> List[str]:
-    rows = table_rows(models)
+def results_table(
+    results: Path, folds: List[str], models: List[dict], paper: Optional[PaperTable]
+) -> List[str]:
+    rows = table_rows(models, paper)
     pooled = {key: load_json(results / key / "pooled.json") for key, *_ in rows}
     n = pooled["audio"]["n"]
+    title = f"Table {paper.number}" if paper else "SER results"
     lines = [
-        f"## Table 1: SER results, pooled over folds {' '.join(folds)} (n = {n})",
+        f"## {title}: SER results, pooled over folds {' '.join(folds)} (n = {n})",
         "",
         "| Model | WA (%) | UA (%) | WER (%) | paper WA | paper UA | paper WER |",
         "|---|---|---|---|---|---|---|",
@@ -367,7 +338,7 @@ def table1(results: Path, folds: List[str], models: List[dict]) -> List[str]:
         s = pooled[key]
         lines.append(
             f"| {row} | {pct(s['wa'])} | {pct(s['ua'])} | {pct(wer_of(s))} | "
-            f"{paper(p_wa)} | {paper(p_ua)} | {paper(p_wer)} |"
+            f"{paper_value(p_wa)} | {paper_value(p_ua)} | {paper_value(p_wer)} |"
         )
     asr = "the row's ASR model's" if labelled(models) else "the pretrained A2W model's"
     lines += [
@@ -377,8 +348,9 @@ def table1(results: Path, folds: List[str], models: List[dict]) -> List[str]:
         f"that of the transcripts the model used: {asr} (zero-shot) for",
         "the ASR-transcript rows, the jointly fine-tuned model's own beam search (width 4,",
         "audio only) for ASR-SER. The text and combined models are trained on reference",
-        "transcripts in both cases. The paper columns are its Table 1 (all utterances up to",
-        "20 s, leave one session out).",
+        "transcripts in both cases. "
+        + (f"The paper columns are its Table {paper.number} ({paper.title})."
+           if paper else "The paper reports no table for this setting."),
         "",
     ]
     if labelled(models):
@@ -415,12 +387,23 @@ def chance_section(evidence: Evidence, rows: List[Tuple[str, str]]) -> List[str]
     return lines + [""]
 
 
+def paper_pair(paper: Optional[PaperTable], a: str, b: str) -> str:
+    """The paper's WA/UA of systems a and b, as "WA/UA vs WA/UA" ("–" where it has none)."""
+
+    def one(key: str) -> str:
+        wa, ua, _ = paper.row(key) if paper else (None, None, None)
+        return "–" if wa is None else f"{wa:.1f}/{ua:.1f}"
+
+    return f"{one(a)} vs {one(b)}"
+
+
 def claims_section(
-    results: Path, models: List[dict], oracle: Optional[dict], evidence: Evidence
+    results: Path, models: List[dict], oracle: Optional[dict], evidence: Evidence,
+    paper: Optional[PaperTable],
 ) -> List[str]:
     """The paper's qualitative claims, each decided by paired tests over the pooled test
     utterances (``espnet_asrser.significance``; the rules are in the text printed here)."""
-    rows = table_rows(models)
+    rows = table_rows(models, paper)
     names = {key: row for key, row, *_ in rows}
     n = load_json(results / "audio" / "pooled.json")["n"]
     alpha = f"{sig.ALPHA:g}"
@@ -453,29 +436,29 @@ def claims_section(
         "|---|---|---|---|",
     ]
     claims = [
-        ("combined beats audio-only", "combined", "audio", "68.9/69.4 vs 55.7/57.0"),
-        ("combined beats text-only", "combined", "text", "68.9/69.4 vs 63.7/63.6"),
+        ("combined beats audio-only", "combined", "audio", paper_pair(paper, "combined", "audio")),
+        ("combined beats text-only", "combined", "text", paper_pair(paper, "combined", "text")),
     ]
     for model in models:
         tag = f" [{model['label']}]" if labelled(models) else ""
         sfx = model["suffix"]
         claims += [
             (f"reference transcripts beat ASR transcripts, text{tag}", "text",
-             "text_asr" + sfx, "63.7/63.6 vs 51.0/50.7"),
+             "text_asr" + sfx, paper_pair(paper, "text", "text_asr")),
             (f"reference transcripts beat ASR transcripts, combined{tag}", "combined",
-             "combined_asr" + sfx, "68.9/69.4 vs 60.1/60.7"),
+             "combined_asr" + sfx, paper_pair(paper, "combined", "combined_asr")),
             (f"ASR-SER beats combined with ASR transcripts{tag}", "asrser" + sfx,
-             "combined_asr" + sfx, "68.6/69.7 vs 60.1/60.7"),
+             "combined_asr" + sfx, paper_pair(paper, "asrser", "combined_asr")),
             (f"ASR-SER beats audio-only{tag}", "asrser" + sfx, "audio",
-             "68.6/69.7 vs 55.7/57.0"),
+             paper_pair(paper, "asrser", "audio")),
         ]
     for claim, a, b, paper_numbers in claims:
         verdict, numbers = evidence.beats(a, b, names)
         lines.append(f"| {claim} | {verdict} | {numbers} | {paper_numbers} |")
     for model in models:
         tag = f" [{model['label']}]" if labelled(models) else ""
-        lines.append(approaches_row(evidence, names, model["suffix"], tag))
-        lines += wer_row(evidence, model["suffix"], tag)
+        lines.append(approaches_row(evidence, names, model["suffix"], tag, paper))
+        lines += wer_row(evidence, model["suffix"], tag, paper)
     lines.append("")
     if oracle:
         realised = oracle.get("realised", {})
@@ -502,7 +485,9 @@ def claims_section(
     return lines
 
 
-def approaches_row(evidence: Evidence, names: Dict[str, str], sfx: str, tag: str) -> str:
+def approaches_row(
+    evidence: Evidence, names: Dict[str, str], sfx: str, tag: str, paper: Optional[PaperTable]
+) -> str:
     """The claim "ASR-SER approaches combined with reference transcripts", with the share
     of the WA that ASR transcripts lose which ASR-SER recovers."""
     asrser, combined_asr = "asrser" + sfx, "combined_asr" + sfx
@@ -529,11 +514,28 @@ def approaches_row(evidence: Evidence, names: Dict[str, str], sfx: str, tag: str
         f"{pct(wa.b)}, diff {signed(wa.diff)} {interval(wa)}, McNemar "
         f"{sig.format_p(mcnemar.p)}; UA {pct(ua.a)} vs {pct(ua.b)}, diff "
         f"{signed(ua.diff)} {interval(ua)}, {sig.format_p(ua.p)}{recovered} | "
-        "68.6 vs 68.9; recovers 97 % of 8.8 points |"
+        f"{paper_approaches(paper)} |"
     )
 
 
-def wer_row(evidence: Evidence, sfx: str, tag: str) -> List[str]:
+def paper_approaches(paper: Optional[PaperTable]) -> str:
+    """The paper's ASR-SER vs combined WA, and the share of the combined model's loss to
+    ASR transcripts that ASR-SER recovers."""
+    (asrser, *_), (combined, *_), (combined_asr, *_) = (
+        paper.row(k) if paper else (None,) for k in ("asrser", "combined", "combined_asr")
+    )
+    if None in (asrser, combined):
+        return "–"
+    text = f"{asrser:.1f} vs {combined:.1f}"
+    if combined_asr is not None and combined != combined_asr:
+        lost = combined - combined_asr
+        text += f"; recovers {100 * (asrser - combined_asr) / lost:.0f} % of {lost:.1f} points"
+    return text
+
+
+def wer_row(
+    evidence: Evidence, sfx: str, tag: str, paper: Optional[PaperTable]
+) -> List[str]:
     """The claim "joint fine-tuning lowers the IEMOCAP WER": ASR-SER's own transcripts
     against the zero-shot ones the pipeline baselines read."""
     tuned_key, zero_shot_key = "asrser" + sfx, "text_asr" + sfx
@@ -552,13 +554,15 @@ def wer_row(evidence: Evidence, sfx: str, tag: str) -> List[str]:
     else:
         verdict = sig.lower_verdict(d)
         numbers += f", diff {signed(d.diff)} {interval(d)}, {sig.format_p(d.p)}"
+    paper_wers = [paper.row(k)[2] if paper else None for k in ("asrser", "text_asr")]
+    paper_text = "–" if None in paper_wers else f"{paper_wers[0]:.1f} vs {paper_wers[1]:.1f}"
     return [f"| joint fine-tuning lowers the IEMOCAP WER{tag} | {verdict} | {numbers} | "
-            "35.7 vs 40.7 |"]
+            f"{paper_text} |"]
 
 
 def describe_model(model: dict) -> str:
     if model["key"] == A2W_KEY:
-        return f"[{model['label']}] is our A2W model trained in stage 6 (`{model['asr_exp']}`)"
+        return f"[{model['label']}] is our A2W model (`{model['asr_exp']}`)"
     return f"[{model['label']}] is `{model['source']}` (`{model['asr_exp']}`)"
 
 
@@ -569,6 +573,7 @@ def per_fold(
     ser_model: str,
     protocol: str,
     models: List[dict],
+    paper: Optional[PaperTable],
 ) -> List[str]:
     tests = (
         "fold k tests on session k"
@@ -581,7 +586,7 @@ def per_fold(
         "| Model | Fold | n | WA (%) | UA (%) | WER (%) | selected epoch |",
         "|---|---|---|---|---|---|---|",
     ]
-    for key, row, mode, asr, _ in table_rows(models):
+    for key, row, mode, asr, _ in table_rows(models, paper):
         pattern = asr["asrser_exp"] if mode == "asrser" else exps[mode]
         for k in folds:
             s = load_json(results / key / f"fold{k}.json")
@@ -874,7 +879,7 @@ def listening_section(model: dict) -> List[str]:
 
 
 def setup_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
-    marker = load_json(Path(args.data) / ".done")
+    marker = load_json(Path(args.data_options))
     options = marker.get("options", {})
     emotions = Counter(read_values(Path(args.data) / "emotion"))
     classes = load_json(Path(args.results_dir) / "audio" / "pooled.json")["classes"]
@@ -904,8 +909,8 @@ def setup_section(args: argparse.Namespace, models: List[dict]) -> List[str]:
             f"| {k} | {spk['test']} | {spk['valid']} | {counts['train']} | "
             f"{counts['valid']} | {counts['test']} |"
         )
-    lines += ["", "Model selection (validation data only; test sessions are read once, in "
-              "stage 11, for scoring):", ""]
+    lines += ["", "Model selection (validation data only; test sessions are read once, "
+              "for scoring):", ""]
     for model in models:
         decoding = (
             f"decoding `{model['decode_config']}`: {decode_summary(model['decode_config'])}"
@@ -1104,43 +1109,37 @@ def environment(outputs: Tuple[Path, ...] = ()) -> List[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Write RESULTS.md (stage 12).")
-    parser.add_argument("--results_dir", required=True)
-    parser.add_argument("--folds", nargs="+", required=True)
-    parser.add_argument("--data", required=True, help="the iemocap_all data directory")
-    parser.add_argument("--fold_data", required=True, help="pattern with {k} and {part}")
-    parser.add_argument("--oov", required=True, help="oov_rate.json of stage 4")
+    parser = argparse.ArgumentParser(description="Write the RESULTS.md of a run.")
+    add_run_options(parser)
     parser.add_argument(
-        "--ser_exp", action="append", required=True, metavar="MODE=PATTERN",
-        help="experiment directory of MODE (audio, text, combined), {k} standing for the "
-        "fold; ASR-SER's are in the ASR models' entries",
+        "--oracle", default="",
+        help="oracle.json of generated corpora: their numbers are then marked as not about "
+        "real speech, with the oracle accuracies (default: none)",
     )
-    parser.add_argument("--ser_model", required=True)
-    parser.add_argument("--mini", choices=("true", "false"), required=True)
-    parser.add_argument(
-        "--oracle", help="oracle.json of generated corpora: oracle accuracies to show"
-    )
-    parser.add_argument(
-        "--ablation", action="append", default=[], metavar="KEY=LABEL",
-        help="a result directory <results_dir>/KEY to show, as LABEL, beside the ASR-SER "
-        "row of our A2W model, with the paired test against it (repeatable)",
-    )
-    parser.add_argument("--out", required=True)
+    parser.add_argument("--out", default="", help="default: <results_dir>/RESULTS.md")
     args = parser.parse_args(argv)
-    args.ser_exp = dict(item.split("=", 1) for item in args.ser_exp)
-    missing = [m for m in BASELINE_MODES if m not in args.ser_exp]
-    if missing:
-        parser.error(f"--ser_exp is missing for {', '.join(missing)}")
-    bad = [item for item in args.ablation if "=" not in item or not item.split("=", 1)[0]]
-    if bad:
-        parser.error(f"--ablation takes KEY=LABEL, got {', '.join(map(repr, bad))}")
-    args.ablation = dict(item.split("=", 1) for item in args.ablation)
+    try:
+        layout = Layout(args)
+    except LayoutError as e:
+        parser.error(str(e))
+    # The sections read these from args.
+    args.results_dir = layout.results_dir
+    args.folds = layout.folds
+    # Counts come from the tables that were scored (dump/, after --drop_incomplete).
+    args.data = f"dump/fbank/{layout.iemocap}_all"
+    args.data_options = f"data/{layout.iemocap}_all/.done"
+    args.fold_data = f"dump/fbank/{layout.iemocap}_fold{{k}}_{{part}}"
+    args.oov = f"{layout.oov_dir}/oov_rate.json"
+    args.ser_exp = {mode: layout.ser_exp(mode, "{k}") for mode in BASELINE_MODES}
+    args.ablation = {key: system.row for key, system in layout.ablations.items()}
+    out = Path(args.out or f"{layout.results_dir}/RESULTS.md")
+    paper = paper_table(args.subset, args.protocol)
 
     results = Path(args.results_dir)
-    data_name = Path(args.data).name[: -len("_all")]
+    data_name = layout.iemocap
     try:
         lines = ["# Results: IEMOCAP four-class SER combined with acoustic-to-word ASR", ""]
-        if args.mini == "true":
+        if args.oracle:
             lines += [
                 "**These numbers come from the synthetic mini corpora** "
                 "(`local/make_mini_corpora.py`, eSpeak speech): they show that the recipe "
@@ -1148,40 +1147,40 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "accuracies of `local/MINI_CORPORA.md`; they say nothing about real IEMOCAP.",
                 "",
             ]
-        models, notes = load_asr_models(results, args.folds)
-        decode_dirs = " and ".join(f"`{m['decode_dir']}`" for m in models)
+        models = [run_asr_model(layout)]
         lines += [
-            f"Written by stage 12 of `asrser.sh` from `{results}` (stage 11) and "
-            f"{decode_dirs} (stage 7). Paper: Feng, Ueno, Kawahara, Interspeech "
-            "2020, whose epochs were selected on the test fold; ours are selected on "
-            "validation data only.",
+            f"Setting: subset `{args.subset}`, protocol `{args.protocol}`, exc `{args.exc}`, "
+            f"utterances up to {args.max_dur} s; ASR model: {layout.asr_label}. Written by "
+            f"`local/make_results.py` from `{results}` and `{layout.asr_decode_dir}`. Paper: "
+            "Feng, Ueno, Kawahara, Interspeech 2020, whose epochs were selected on the test "
+            "fold; ours are selected on validation data only.",
             "",
         ]
-        lines += [f"Note: {note}" for note in notes] + ([""] if notes else [])
-        lines += table1(results, args.folds, models)
+        lines += results_table(results, args.folds, models, paper)
         evidence = Evidence(results)
         lines += claims_section(
-            results, models, load_json(Path(args.oracle)) if args.oracle else None, evidence
+            results, models, load_json(Path(args.oracle)) if args.oracle else None, evidence,
+            paper,
         )
-        protocol = load_json(Path(args.data) / ".done").get("options", {}).get("protocol")
-        lines += per_fold(results, args.folds, args.ser_exp, args.ser_model, protocol, models)
+        lines += per_fold(
+            results, args.folds, args.ser_exp, args.ser_model, args.protocol, models, paper
+        )
         if args.ablation:
             lines += ablation_section(results, args.folds, models, args.ablation, evidence)
         lines += training_section(args, models)
         for model in models:
             lines += confusion(results, args.folds, model, labelled(models))
         oov = load_json(Path(args.oov))
-        # The word list is that of the text baselines (and of our A2W model): once.
-        with_oov = next((m for m in models if m["key"] == A2W_KEY), models[0])
         for model in models:
-            lines += asr_section(model, args.folds, data_name, oov, model is with_oov)
+            lines += asr_section(model, args.folds, data_name, oov, True)
             lines += listening_section(model)
         lines += setup_section(args, models)
-        lines += environment((Path(args.out),))
+        lines += environment((out,))
     except (ResultsError, KeyError, IndexError, TypeError) as e:
         print(f"{parser.prog}: error: {e!r}", file=sys.stderr)
         return 1
-    Path(args.out).write_text("\n".join(lines), encoding="utf-8")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines), encoding="utf-8")
     return 0
 
 

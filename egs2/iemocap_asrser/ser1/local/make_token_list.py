@@ -5,7 +5,7 @@
     local/make_token_list.py --from_config exp/pretrained/config.yaml \
         --oov_text data/iemocap_all/text --out data/token_list/word
 
-Stage 4 of the recipe: the word-unit token list shared by A2W pre-training (LibriSpeech)
+The word-unit token list shared by A2W pre-training (LibriSpeech)
 and every IEMOCAP model (ASR-SER fine-tuning and the text baselines' word embeddings).
 
 ``<out>/tokens.txt`` is ``<blank>``, ``<unk>``, the words, ``<sos/eos>`` (ESPnet's layout;
@@ -17,10 +17,10 @@ ESPnet's CTC convention). The words are the most frequent words of ``--train_tex
 config, since fine-tuning must keep that model's output layer.
 
 Both corpora's transcripts are already in one convention (upper case, no punctuation,
-inner apostrophes kept; stage 1 and 2 apply
+inner apostrophes kept; data preparation applies
 :func:`espnet_asrser.corpora.text_norm.normalize_transcript`). The out-of-vocabulary rate
 of ``--oov_text`` (IEMOCAP) against the list is printed and written to
-``<out>/oov_rate.txt`` (and ``oov_rate.json`` for scripts): running words that map to
+``<oov_out>/oov_rate.txt`` (and ``oov_rate.json`` for scripts): running words that map to
 ``<unk>``, distinct words, and the most frequent OOV words.
 """
 
@@ -33,7 +33,7 @@ from typing import List, Optional
 
 import yaml
 
-from espnet_asrser.utils.kaldi_text import KaldiTextError, read_kaldi_text
+from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table
 
 SPECIALS_HEAD = ("<blank>", "<unk>")
 SPECIAL_TAIL = "<sos/eos>"
@@ -41,7 +41,8 @@ SPECIAL_TAIL = "<sos/eos>"
 
 def word_counts(path: Path) -> Counter:
     counts: Counter = Counter()
-    for transcript in read_kaldi_text(path).values():
+    table = read_table(path, allow_empty_value=True, check_sorted=False, check_final_newline=False)
+    for transcript in table.values():
         counts.update(transcript.split())
     return counts
 
@@ -87,13 +88,17 @@ def oov_report(tokens: List[str], counts: Counter, source: str, top: int = 20) -
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description="Word token list and OOV rate (stage 4).")
+    parser = argparse.ArgumentParser(description="Word token list and OOV rate.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--train_text", help="Kaldi text file the words are counted on")
     source.add_argument("--from_config", help="take the token_list of this ESPnet config")
     parser.add_argument("--vocab_size", type=int, help="entries in the list, specials included")
     parser.add_argument("--oov_text", required=True, help="text whose OOV rate is reported")
-    parser.add_argument("--out", required=True, help="directory for tokens.txt and oov_rate.txt")
+    parser.add_argument("--out", required=True, help="directory for tokens.txt")
+    parser.add_argument(
+        "--oov_out", help="directory for oov_rate.txt and oov_rate.json (default: --out); "
+        "one per IEMOCAP selection, which share the token list",
+    )
     args = parser.parse_args(argv)
     if args.train_text is not None and (args.vocab_size is None or args.vocab_size < 4):
         parser.error("--train_text needs --vocab_size of at least 4")
@@ -107,14 +112,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             tokens = token_list_from_config(Path(args.from_config))
             origin = f"token_list of {args.from_config}"
         report = oov_report(tokens, word_counts(Path(args.oov_text)), args.oov_text)
-    except (OSError, ValueError, KaldiTextError) as e:
+    except (OSError, ValueError, KaldiTableError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "tokens.txt").write_text("".join(f"{t}\n" for t in tokens), encoding="utf-8")
+    text = "".join(f"{t}\n" for t in tokens)
+    # Unchanged, it is not rewritten: the IEMOCAP selections share it.
+    if not (out / "tokens.txt").is_file() or (out / "tokens.txt").read_text(encoding="utf-8") != text:
+        (out / "tokens.txt").write_text(text, encoding="utf-8")
     report["token_list"] = origin
+    out = Path(args.oov_out or args.out)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "oov_rate.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     rate = "n/a" if report["oov_rate"] is None else f"{100 * report['oov_rate']:.2f}%"
     summary = (

@@ -2,7 +2,7 @@
 """Usage: local/normalize_text.py IN OUT
 
 Maps the transcripts of a Kaldi-style text file (``utt-id words ...``) to the recipe's
-word convention (:func:`espnet_asrser.corpora.text_norm.normalize_transcript`: upper
+word convention (:func:`espnet_asrser.corpora.text_norm.normalize_text_file`: upper
 case, no punctuation, bracketed annotations removed) and writes them to OUT.
 
 Used on the hypotheses of a pretrained ASR model (``--pretrained_asr``), whose tokenizer
@@ -13,9 +13,8 @@ already in that convention and is not passed through here.
 """
 
 import sys
-from pathlib import Path
 
-from espnet_asrser.corpora.text_norm import normalize_transcript
+from espnet_asrser.corpora.text_norm import normalize_text_file
 
 
 def main(argv=None) -> int:
@@ -23,13 +22,7 @@ def main(argv=None) -> int:
     if len(args) != 2 or args[0] in ("-h", "--help"):
         print(__doc__)
         return 0 if args[:1] in (["-h"], ["--help"]) else 1
-    lines = []
-    for line in Path(args[0]).read_text(encoding="utf-8").splitlines():
-        parts = line.split(maxsplit=1)
-        if parts:
-            text = normalize_transcript(parts[1] if len(parts) > 1 else "")
-            lines.append(f"{parts[0]} {text}".rstrip())
-    Path(args[1]).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    normalize_text_file(args[0], args[1])
     return 0
 
 

@@ -6,7 +6,7 @@
            [--fs 16000] [--resample false] [--downmix false] [--name iemocap]
            [--db_var IEMOCAP]
 
-Stage 1 of the recipe: IEMOCAP (``IEMOCAP_full_release``) to Kaldi-style data
+IEMOCAP (``IEMOCAP_full_release``) to Kaldi-style data
 directories for four-class speech emotion recognition, plus cross-validation folds.
 
 Written under ``--out`` (``<name>`` is ``iemocap`` unless ``--name`` says otherwise):
@@ -15,7 +15,8 @@ Written under ``--out`` (``<name>`` is ``iemocap`` unless ``--name`` says otherw
   word-level ASR by :func:`espnet_asrser.corpora.text_norm.normalize_transcript`),
   ``text.orig`` (the transcript as written), ``utt2spk``, ``spk2utt``, ``emotion``
   (``ang``, ``hap``, ``neu`` or ``sad``), ``utt2dur`` (seconds, from the audio header),
-  ``utt2session`` (1..5) and ``utt2category`` (``impro`` or ``script``);
+  ``utt2session`` (1..5) and ``utt2category`` (``impro`` or ``script``), and ``classes``
+  (the label set in model output order: ``ang hap neu sad``; later steps read it);
 * ``<name>_fold{k}_{train,valid,test}`` for k = 1..5.
 
 Labels: ``exc`` is merged into ``hap`` (``--exc merge``, the paper's main setting) or
@@ -67,8 +68,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet_asrser.corpora.corpus_path import CorpusPathError, check_iemocap_path
-from espnet_asrser.corpora.iemocap import IemocapFormatError, IemocapRecord, read_iemocap
-from espnet_asrser.corpora.kaldi_dir import DataDirError, subset_data_dir, write_data_dir
+from espnet_asrser.corpora.iemocap import (
+    FOUR_CLASSES,
+    IemocapFormatError,
+    IemocapRecord,
+    read_iemocap,
+)
+from espnet_asrser.corpora.kaldi_dir import subset_data_dir, write_data_dir
+from espnet_asrser.utils.kaldi_table import KaldiTableError
 from espnet_asrser.corpora.text_norm import normalize_transcript
 from espnet_asrser.utils.audio_files import (
     AudioError,
@@ -77,7 +84,7 @@ from espnet_asrser.utils.audio_files import (
     read_header,
 )
 
-EMOTIONS = ("ang", "hap", "neu", "sad")
+EMOTIONS = FOUR_CLASSES
 N_FOLDS = 5
 SESSIONS = tuple(range(1, 6))
 SPLITS = ("train", "valid", "test")
@@ -326,9 +333,10 @@ def run(args: argparse.Namespace) -> None:
         out / f"{args.name}_fold{k}_{split}" for k in range(1, N_FOLDS + 1) for split in SPLITS
     ]
     previous = _read_marker(marker)
+    # A directory prepared before the label set was written (classes) is prepared again.
     if previous is not None and previous.get("options") == options and all(
         (out / d).is_dir() for d in previous.get("dirs", [])
-    ):
+    ) and (all_dir / "classes").is_file():
         logging.info(
             "%s is already prepared with these options; nothing to do (remove %s to "
             "rebuild)",
@@ -373,7 +381,7 @@ def run(args: argparse.Namespace) -> None:
             if (out / name).is_dir():
                 shutil.rmtree(out / name)
     out.mkdir(parents=True, exist_ok=True)
-    write_data_dir(all_dir, tables(kept))
+    write_data_dir(all_dir, tables(kept), {"classes": " ".join(EMOTIONS) + "\n"})
     for k, (fold, note) in enumerate(zip(folds, notes), start=1):
         logging.info("fold %d: %s", k, note)
         for split in SPLITS:
@@ -430,6 +438,7 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
@@ -449,7 +458,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         run(args)
-    except (PrepareError, IemocapFormatError, DataDirError, CorpusPathError) as e:
+    except (PrepareError, IemocapFormatError, KaldiTableError, CorpusPathError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     return 0

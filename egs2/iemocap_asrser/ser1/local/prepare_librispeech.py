@@ -2,7 +2,7 @@
 """Usage: local/prepare_librispeech.py --librispeech DIR [--out data] [--nj 4] [--fs 16000]
            [--resample false] [--downmix false] [--db_var LIBRISPEECH]
 
-Stage 2 of the recipe: LibriSpeech to Kaldi-style data directories for pre-training the
+LibriSpeech to Kaldi-style data directories for pre-training the
 acoustic-to-word ASR model.
 
 For each subset found under ``--librispeech`` (train-clean-100, train-clean-360,
@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from espnet_asrser.corpora.corpus_path import CorpusPathError, check_librispeech_path
-from espnet_asrser.corpora.kaldi_dir import DataDirError, write_data_dir
+from espnet_asrser.corpora.kaldi_dir import write_data_dir
+from espnet_asrser.utils.kaldi_table import KaldiTableError
 from espnet_asrser.corpora.librispeech import (
     SUBSETS,
     TRAIN_SUBSETS,
@@ -242,7 +243,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     )
     try:
         run(args)
-    except (PrepareError, LibriSpeechFormatError, DataDirError, CorpusPathError) as e:
+    except (PrepareError, LibriSpeechFormatError, KaldiTableError, CorpusPathError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Usage: local/pretrained_asr.py --pretrained_asr SPEC --out exp/asr_pretrained_NAME [--fs 16000]
 
-Stage 6 of the recipe when ``--pretrained_asr`` is given: instead of pre-training our A2W
+For ``--pretrained_asr``: instead of pre-training our A2W
 model, take an ESPnet ASR model trained elsewhere. SPEC is
 
 * ``X.zip`` / ``X.tar.gz``: an archive of ``python -m espnet2.bin.pack asr``, as the ESPnet
@@ -16,8 +16,8 @@ Written under ``--out``:
 * ``archive/``: the archive unpacked by ESPnet's own unpacker (zip/tar.gz only);
 * ``config.yaml``: the model's own ESPnet config, with every file it names (normalisation
   statistics, BPE model) as an absolute path and the token list inline, so that ESPnet's
-  ``Speech2Text`` (stage 7) and ``asrser_train --pretrained_asr OUT/config.yaml,OUT/model.pth``
-  (stage 10) read it from any directory;
+  ``Speech2Text`` and ``asrser_train --pretrained_asr OUT/config.yaml,OUT/model.pth``
+  read it from any directory;
 * ``model.pth``: a symbolic link to its weights;
 * ``info.json``: what the model is (source, units and vocabulary size, frontend, encoder,
   decoder, size of the decoder states that feed the SER model, parameters), for the log
@@ -44,8 +44,8 @@ from typing import List, Optional
 import yaml
 
 from espnet_asrser.asr.decoder_states import decoder_state_size
+from espnet_asrser.asr.config_keys import TOKENIZER_KEYS
 from espnet_asrser.asr.pretrained import (
-    TOKENIZER_KEYS,
     build_asr_from_config,
     frontend_rate,
     load_pretrained_weights,

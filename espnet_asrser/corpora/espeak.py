@@ -1,7 +1,7 @@
 """A small ctypes wrapper around eSpeak NG, the formant speech synthesiser.
 
 Usage:
-    from espeak import ESpeak
+    from espnet_asrser.corpora.espeak import ESpeak
     tts = ESpeak()
     wav = tts.synth("Excuse me.", voice="en-us+m3", rate=170, pitch=45,
                     pitch_range=50, volume=100)   # float32, 16 kHz, mono
