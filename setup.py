@@ -1,7 +1,7 @@
 """espnet-asrser: an ESPnet2 plugin for speech emotion recognition from A2W ASR decoder states.
 
 Versions are pinned to a set measured to install and run together on CPU-only machines
-(see README.md, "Installation"): espnet 202511 imports torchaudio at task-import time, and
+(see README.md, "Two commands"): espnet 202511 imports torchaudio at task-import time, and
 PyPI's torchaudio wheels only load beside the torch build of the same version.
 """
 
@@ -22,6 +22,8 @@ install_requires = [
     "espeakng-loader==0.2.4",
     # Model-zoo archives: ModelDownloader().unpack_local_file() works offline.
     "espnet_model_zoo==0.1.7",
+    # Progress bars on a terminal (espnet_asrser.utils.progress); ESPnet's own pin.
+    "tqdm==4.70.1",
 ]
 
 setup(

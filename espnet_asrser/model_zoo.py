@@ -4,10 +4,15 @@ An archive is what ``espnet2.bin.pack`` writes (``meta.yaml`` + files), so
 ``espnet_model_zoo.downloader.ModelDownloader().unpack_local_file("model.zip")`` accepts it
 and returns::
 
-    {"asrser_train_config": ".../config.yaml", "asrser_model_file": ".../model.pth"}
+    {"asrser_train_config": ".../config.yaml", "asrser_model_file": ".../model.pth",
+     "decode_config": ".../decode.yaml"}          # the last if packed with one
 
 which are exactly the keyword arguments of
 :class:`espnet_asrser.bin.asrser_inference.Speech2Emotion`.
+
+Our own unpacker (:func:`unpack_asrser_model`, behind ``Speech2Emotion.from_pretrained``)
+extracts into ``cache_dir``, by default :func:`default_cache_dir`: ``$ESPNET_ASRSER_CACHE``,
+else ``~/.cache/espnet_asrser``.
 
 Files the training config points to (the normalisation statistics of both the SER and the
 ASR part, a BPE model, a token-list file) are packed under ``files/`` and the packed config
@@ -23,22 +28,27 @@ anything builds on them.
 """
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, List, Tuple, Union
+from typing import Dict, Iterable, List, Optional, Tuple, Union
 
 import yaml
 
 from espnet2.main_funcs.pack_funcs import find_path_and_change_it_recursive, pack
 from espnet_asrser.asr.config_keys import INFERENCE_FILE_KEYS
-from espnet_asrser.utils.archive import extract_archive, unsafe_name
+from espnet_asrser.utils.archive import Member, extract_archive, unsafe_name
 from espnet_asrser.utils.weights_file import load_weights
 
 PathLike = Union[str, Path]
 CONFIG_KEY = "asrser_train_config"
 MODEL_KEY = "asrser_model_file"
+# The decoding settings the model was evaluated with (the recipe's conf/decode_asr.yaml):
+# a ``yaml_files`` entry, so ESPnet's unpacker returns it too, and a keyword argument of
+# Speech2Emotion, which uses its beam size and length limits unless told otherwise.
+DECODE_KEY = "decode_config"
 ASR_CONFIG_KEY = "asr_config"
 PACKED_DIR = "files/"
 
@@ -72,11 +82,23 @@ def pack_asrser_model(
     model_file: PathLike,
     outpath: PathLike,
     extra_files: Iterable[PathLike] = (),
+    decode_config: Optional[PathLike] = None,
 ) -> Path:
     """Write ``outpath`` (.zip or .tar.gz) holding the model, its config and every file
-    the config refers to."""
+    the config refers to; with ``decode_config`` (a YAML mapping of decoding options such
+    as ``conf/decode_asr.yaml``), that file too, as ``decode.yaml`` listed in
+    ``meta.yaml`` under ``yaml_files: decode_config``."""
     train_config, model_file, outpath = Path(train_config), Path(model_file), Path(outpath)
     config = yaml.safe_load(train_config.read_text(encoding="utf-8"))
+    yaml_files = {CONFIG_KEY: "config.yaml"}
+    if decode_config is not None:
+        decoding = yaml.safe_load(Path(decode_config).read_text(encoding="utf-8"))
+        if not isinstance(decoding, dict):
+            raise PackedModelError(
+                f"{decode_config}: a decoding config is a YAML mapping of options "
+                "(beam_size: 4, maxlenratio: -200, ...)"
+            )
+        yaml_files[DECODE_KEY] = "decode.yaml"
     # Only what inference needs: component configs (normalisation statistics, ...) and
     # tokenizer files, not the training data lists or shape files.
     referenced: List[str] = []
@@ -99,6 +121,8 @@ def pack_asrser_model(
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, staging / name)
         (staging / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        if decode_config is not None:
+            shutil.copyfile(decode_config, staging / yaml_files[DECODE_KEY])
         shutil.copyfile(model_file, staging / "model.pth")
         outpath = outpath.resolve()
         cwd = os.getcwd()
@@ -106,7 +130,7 @@ def pack_asrser_model(
             os.chdir(staging)  # pack() names members by their path from the cwd
             pack(
                 files={MODEL_KEY: "model.pth"},
-                yaml_files={CONFIG_KEY: "config.yaml"},
+                yaml_files=yaml_files,
                 option=[name for _, name in members],
                 outpath=outpath,
             )
@@ -115,7 +139,12 @@ def pack_asrser_model(
     return outpath
 
 
+_CACHE_HINT = " (set the place with cache_dir= or $ESPNET_ASRSER_CACHE)"
+
+
 def default_cache_dir() -> Path:
+    """Where packed models are unpacked unless told otherwise: ``$ESPNET_ASRSER_CACHE``,
+    else ``~/.cache/espnet_asrser``."""
     return Path(
         os.environ.get("ESPNET_ASRSER_CACHE", Path.home() / ".cache" / "espnet_asrser")
     )
@@ -193,6 +222,43 @@ def _meta(members, outdir: Path, where: Path) -> Dict[str, Dict[str, str]]:
     raise PackedModelError(f"{where}: not a packed model (no meta.yaml)")
 
 
+def _install(path: Path, members, extracted: Path, outdir: Path) -> Dict[str, str]:
+    """Make the unpacked copy ``extracted`` of ``path`` usable from ``outdir``: the packed
+    configs' file names rewritten to absolute paths under ``outdir`` (ESPnet's own function,
+    as its unpacker does), every model file checked to load with ``weights_only=True``,
+    then ``extracted`` renamed to ``outdir``."""
+    meta = _meta(members, extracted, path)
+    names = [m.name for m in members]
+    for name in meta["yaml_files"].values():
+        config_file = extracted / name
+        if not config_file.is_file():
+            continue  # reported by the caller, which knows what the key means
+        config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+        for member in names:
+            config = find_path_and_change_it_recursive(config, member, str(outdir / member))
+        config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
+    for name in meta["files"].values():
+        if (extracted / name).is_file():
+            load_weights(extracted / name, f"{path}: the model file")
+    shutil.rmtree(outdir, ignore_errors=True)
+    try:
+        os.replace(extracted, outdir)
+    except OSError:
+        # Another process unpacked the same model meanwhile: its copy is as good.
+        if not outdir.is_dir():
+            raise
+    return {k: str(outdir / v) for k, v in {**meta["yaml_files"], **meta["files"]}.items()}
+
+
+def _cache_dir_for(path: Path, cache_dir: Optional[PathLike]) -> Tuple[Path, Path]:
+    """(cache, outdir): one directory per source path, so two models of one name do not
+    mix; absolute, so the paths written into the configs survive a change of cwd."""
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    cache = Path(cache_dir or default_cache_dir()).absolute()
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache, cache / f"{path.stem}-{digest}"
+
+
 def unpack_archive(
     archive: PathLike, cache_dir: PathLike = None, max_bytes: int = None
 ) -> Dict[str, str]:
@@ -209,12 +275,7 @@ def unpack_archive(
     path = Path(archive)
     if not path.is_file():
         raise not_local_error(archive)
-    # One directory per archive path, so two archives with the same name do not mix;
-    # absolute, so the paths written into the extracted configs survive a change of cwd.
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
-    cache = Path(cache_dir or default_cache_dir()).absolute()
-    outdir = cache / f"{path.stem}-{digest}"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache, outdir = _cache_dir_for(path, cache_dir)
     # A fresh directory of ours (mode 0700), renamed into place once complete: nothing an
     # earlier extraction or another user left there is written through or trusted.
     staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=cache))
@@ -223,30 +284,41 @@ def unpack_archive(
             members = extract_archive(path, staging / "x", max_bytes)
         except Exception as e:  # UnsafeArchiveError, zipfile/tarfile errors
             raise PackedModelError(f"{path}: cannot unpack: {e}") from e
-        extracted = staging / "x"
-        meta = _meta(members, extracted, path)
-        names = [m.name for m in members]
-        for name in meta["yaml_files"].values():
-            config_file = extracted / name
-            if not config_file.is_file():
-                continue  # reported by the caller, which knows what the key means
-            config = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-            for member in names:
-                config = find_path_and_change_it_recursive(config, member, str(outdir / member))
-            config_file.write_text(yaml.safe_dump(config), encoding="utf-8")
-        for name in meta["files"].values():
-            if (extracted / name).is_file():
-                load_weights(extracted / name, f"{path}: the model file")
-        shutil.rmtree(outdir, ignore_errors=True)
-        try:
-            os.replace(extracted, outdir)
-        except OSError:
-            # Another process unpacked the same archive meanwhile: its copy is as good.
-            if not outdir.is_dir():
-                raise
+        logging.info("unpacked %s into %s%s", path, outdir, _CACHE_HINT)
+        return _install(path, members, staging / "x", outdir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {k: str(outdir / v) for k, v in {**meta["yaml_files"], **meta["files"]}.items()}
+
+
+def unpack_directory(directory: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
+    """A model directory as a Hugging Face repository holds it (the members of a packed
+    model, ``meta.yaml`` naming them by relative paths): copied under ``cache_dir`` and
+    installed as :func:`unpack_archive` installs an archive. Links are refused, so nothing
+    outside the directory is read."""
+    path = Path(directory)
+    members = []
+    for item in sorted(path.rglob("*")):
+        name = item.relative_to(path).as_posix()
+        if name.split("/", 1)[0] in (".git", ".cache"):
+            continue
+        if item.is_symlink() or not (item.is_file() or item.is_dir()):
+            raise PackedModelError(f"{path}: {name} is a link or a special file; refused")
+        members.append(Member(name, item.is_dir(), item.stat().st_size if item.is_file() else 0))
+    cache, outdir = _cache_dir_for(path, cache_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=cache))
+    try:
+        extracted = staging / "x"
+        for member in members:
+            target = extracted / member.name
+            if member.is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path / member.name, target)
+        logging.info("copied %s into %s%s", path, outdir, _CACHE_HINT)
+        return _install(path, members, extracted, outdir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str, str]:
@@ -257,9 +329,23 @@ def unpack_asrser_model(model: PathLike, cache_dir: PathLike = None) -> Dict[str
     fetches weights at run time.
     """
     path = Path(model)
-    if path.is_dir():
+    if path.is_dir() and _refers_to_itself(path):
+        # Unpacked already (our unpacker's output): its configs name its own files.
         files = _check_members(read_meta(path), path)
-        # An archive's model file is checked when it is extracted; a directory's here.
         load_weights(files[MODEL_KEY], f"{path}: the model file")
         return files
+    if path.is_dir():
+        # A Hugging Face-style directory (relative member names): installed like an archive.
+        return _check_members(unpack_directory(path, cache_dir), path)
     return _check_members(unpack_archive(path, cache_dir), path)
+
+
+def _refers_to_itself(directory: Path) -> bool:
+    """Whether the configs of an unpacked model name its files by absolute paths inside it
+    (our unpacker's output), rather than by the archive's relative member names."""
+    try:
+        files = read_meta(directory)
+        config = Path(files[CONFIG_KEY]).read_text(encoding="utf-8")
+    except (PackedModelError, KeyError, OSError):
+        return True  # _check_members says what is wrong
+    return f"{PACKED_DIR}" not in config or str(directory.absolute()) in config

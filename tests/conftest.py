@@ -45,3 +45,13 @@ def write_tiny_data(root: Path, n_utts: int = 12, seed: int = 0) -> Dict[str, Pa
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Dict[str, Path]:
     return write_tiny_data(tmp_path_factory.mktemp("tiny_data"))
+
+
+@pytest.fixture(scope="session")
+def recipe(tmp_path_factory):
+    """The whole recipe run once on the tiny corpora (tests/test_recipe.py), shared by the
+    modules that check it or compare with it: defined here, not imported into each module,
+    because pytest makes an imported fixture again for every module that imports it."""
+    from test_recipe import run_whole_recipe
+
+    return run_whole_recipe(tmp_path_factory)

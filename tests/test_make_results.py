@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -368,6 +369,35 @@ def test_listening_check(markdown, fake_run, tmp_path):
     assert "`dev_clean` (50 utterances" in text and "Note: fake numbers of a test" in text
     # Without the file: said so.
     assert "Not measured: there is no `" in run(fake_run, tmp_path)
+
+
+def test_figures_are_written_and_linked(fake_run, tmp_path):
+    """Stage 12's pictures: a PNG of each system's pooled confusion matrix and of each
+    fold's WA/UA, in the results directory, linked from RESULTS.md (wherever it is)."""
+    from PIL import Image
+
+    out_dir = tmp_path / "elsewhere"
+    out_dir.mkdir()
+    figures = section(run(fake_run, out_dir), "## Figures")
+    links = re.findall(r"\]\(([^)]+)\)", figures)
+    results = fake_run["results"]
+    expected = [results / f"confusion_{key}.png" for key in pooled_keys(results)]
+    expected += [results / f"wa_ua_fold{k}.png" for k in FOLDS]
+    assert sorted((out_dir / link).resolve() for link in links) == sorted(
+        p.resolve() for p in expected
+    )
+    assert all(not Path(link).is_absolute() for link in links)
+    for path in expected:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), path
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and min(image.size) > 100, path
+
+
+def pooled_keys(results: Path):
+    """The result keys of the fake run (every directory with a pooled.json)."""
+    return sorted(p.parent.name for p in results.glob("*/pooled.json"))
 
 
 def test_environment_names_the_commit(markdown):

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import pytest
+import soundfile
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "egs2" / "iemocap_asrser" / "ser1"
@@ -98,8 +99,10 @@ def snapshot(work: Path) -> Dict[str, Tuple[int, int]]:
     return files
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory):
+def run_whole_recipe(tmp_path_factory) -> Tuple[Path, Dict[str, str], str]:
+    """The uninterrupted run of stages 1-12: (recipe copy, environment, log). It is the
+    ``recipe`` fixture of tests/conftest.py, made once per session for this module and
+    tests/test_recipe_interrupt.py, which compares its own run with it."""
     root = tmp_path_factory.mktemp("recipe")
     work = copy_recipe(root)
     corpora = root / "corpora"
@@ -240,6 +243,39 @@ def test_every_final_model_is_packed(recipe):
             members = archive.namelist()
         assert any(m.endswith("meta.yaml") for m in members), name
         assert any(m.endswith(".pth") for m in members), name
+        # ASR-SER archives carry the decoding settings the recipe evaluated them with.
+        assert ("decode.yaml" in members) == name.endswith("_asrser"), name
+        if name.endswith("_asrser"):
+            with zipfile.ZipFile(packed / f"{name}.zip") as archive:
+                packed_decoding = archive.read("decode.yaml").decode()
+            assert packed_decoding == (work / "conf/debug/decode_asr.yaml").read_text(), name
+
+
+def test_asrser_models_are_exported_for_the_hub(recipe, tmp_path, monkeypatch):
+    """exp/hf/<experiment>: a Hugging Face-style directory per fold with a model card, which
+    our from_pretrained and ESPnet's model-zoo loader for such directories both open."""
+    from espnet_model_zoo.downloader import ModelDownloader
+
+    from espnet_asrser.bin.asrser_inference import Speech2Emotion
+
+    work, _, _ = recipe
+    exported = sorted(p.name for p in (work / "exp" / "hf").iterdir() if p.name[0] != ".")
+    assert exported == [f"ser_fold{k}_debug_train_asrser" for k in FOLDS]
+    hf = work / "exp" / "hf" / exported[0]
+    card = (hf / "README.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nlibrary_name: espnet\n") and "Speech2Emotion.from_pretrained" in card
+    assert "## Table 1: SER results" in card  # the run's RESULTS.md, one level down
+    assert not (hf / ".done").exists()  # it would stop ESPnet's loader rewriting the paths
+    wav = read_table(work / "data" / "iemocap_fold1_test" / "wav.scp")
+    audio, fs = soundfile.read(wav[sorted(wav)[0]], dtype="float32")
+    monkeypatch.setenv("ESPNET_ASRSER_CACHE", str(tmp_path / "cache"))
+    ours = Speech2Emotion.from_pretrained(str(hf))([audio], fs=fs)[0]
+    copy = tmp_path / "hub_copy"
+    shutil.copytree(hf, copy)
+    files = ModelDownloader._unpack_cache_dir_for_huggingfase(str(copy))
+    theirs = Speech2Emotion(**files)([audio], fs=fs)[0]
+    assert ours.label == theirs.label
+    assert ours.posteriors == pytest.approx(theirs.posteriors, abs=1e-6)
 
 
 def test_second_run_is_fast_and_changes_nothing(recipe, tmp_path):

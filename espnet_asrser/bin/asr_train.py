@@ -3,16 +3,16 @@
 
 ESPnet's own ASR training (``espnet2.bin.asr_train``) with this package's components
 registered: ``frontend: logmel``, ``preencoder: stack`` and ``decoder: a2w`` (the paper's
-acoustic-to-word model). The checkpoints are ordinary ESPnet ASR models.
+acoustic-to-word model). The checkpoints are ordinary ESPnet ASR models; only the attention
+plots (``att_ws/``) differ, they also show the A2W decoder's attention
+(:class:`espnet_asrser.tasks.asr.ASRTask`).
 """
 
 from espnet_asrser.bin import flash_attention_notice_to_stderr, run_task
 
 flash_attention_notice_to_stderr()
 
-from espnet2.tasks.asr import ASRTask  # noqa: E402  (after the notice)
-
-import espnet_asrser.tasks  # noqa: E402,F401  (registers the A2W components)
+from espnet_asrser.tasks.asr import ASRTask  # noqa: E402  (after the notice)
 
 
 def get_parser():

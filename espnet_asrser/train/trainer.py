@@ -13,19 +13,24 @@ non-finite values out of the epoch averages, so NaN batches vanish from the resu
   batches, train and valid) appears in the results line and the reporter history;
 - before training, :func:`espnet_asrser.train.checkpoint.prepare_output_dir` checks the
   output directory (unreadable checkpoint, missing epoch file, changed config) and a copy of
-  each completed epoch's checkpoint is kept, see ``docs/reliability.md``.
+  each completed epoch's checkpoint is kept, see ``docs/reliability.md``;
+- ``att_ws/`` shows the A2W decoder's attention (:mod:`espnet_asrser.train.attention_plot`)
+  over the reference transcript, see :meth:`ASRSERTrainer.plot_attention`.
 
-Only ``run``, ``train_one_epoch`` and ``validate_one_epoch`` are extended, each around a
-call to ESPnet's own method.
+Only ``run``, ``train_one_epoch``, ``validate_one_epoch`` and ``plot_attention`` are
+extended, each around a call to ESPnet's own method.
 """
 
+import contextlib
 import logging
 from pathlib import Path
-from typing import List
+from typing import Iterator, List
 
 import torch
 from espnet2.train.trainer import Trainer
 
+from espnet_asrser.espnet_model import ESPnetASRSERModel
+from espnet_asrser.train.attention_plot import AttentionPlotMixin
 from espnet_asrser.train.checkpoint import (
     CheckpointError,
     keep_previous_checkpoint,
@@ -108,8 +113,33 @@ class NonFiniteLossGuard(torch.nn.Module):
         )
 
 
-class ASRSERTrainer(Trainer):
-    """ESPnet's Trainer with checked resumes and visible non-finite losses.
+@contextlib.contextmanager
+def teacher_forced_features(model: torch.nn.Module) -> Iterator[None]:
+    """Within the block, ``model`` in eval mode reads the teacher-forced ASR features.
+
+    Validation reads greedy-decoded features (``valid_asr_feature_source``): a greedy
+    search, a teacher-forced pass over its hypothesis and one over the reference for
+    L_ASR, whose attention weights an attention plot would stack into one picture. With
+    teacher forcing there is one decoder pass, over the reference, as ESPnet's ASR models
+    plot theirs. No random number is drawn either way (eval mode). Models without L_ASR
+    (``asr_weight`` 0) are left as they are: their validation data need no transcript.
+    """
+    models = [
+        m for m in model.modules() if isinstance(m, ESPnetASRSERModel) and m.asr_weight > 0
+    ]
+    sources = [m.valid_asr_feature_source for m in models]
+    try:
+        for m in models:
+            m.valid_asr_feature_source = "teacher_forcing"
+        yield
+    finally:
+        for m, source in zip(models, sources):
+            m.valid_asr_feature_source = source
+
+
+class ASRSERTrainer(AttentionPlotMixin, Trainer):
+    """ESPnet's Trainer with checked resumes, visible non-finite losses and the A2W
+    decoder's attention in ``att_ws/``.
 
     Use it as a task's ``trainer`` class attribute; every ESPnet option keeps its meaning.
     """
@@ -204,3 +234,16 @@ class ASRSERTrainer(Trainer):
             distributed_option=distributed_option,
         )
         guard.log_summary()
+
+    @classmethod
+    def plot_attention(cls, model, output_dir, summary_writer, iterator, reporter, options):
+        """ESPnet's attention plots (with ours), of the teacher-forced decoder pass."""
+        with teacher_forced_features(model):
+            super().plot_attention(
+                model=model,
+                output_dir=output_dir,
+                summary_writer=summary_writer,
+                iterator=iterator,
+                reporter=reporter,
+                options=options,
+            )

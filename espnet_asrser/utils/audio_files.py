@@ -7,12 +7,13 @@ the RIFF header declares for the sample data with the bytes the file holds.
 
 The other checks are the ones every consumer of ``wav.scp`` in this project needs: the file
 opens, holds samples, is mono and at the expected rate. Where the caller allows it,
-:func:`read_audio` down-mixes (mean of the channels) and resamples (polyphase, scipy)
-instead of refusing; what it did is returned, so that the caller can count and log it.
+:func:`read_audio` down-mixes (mean of the channels) and resamples
+(:func:`resample_wave`: torchaudio's windowed-sinc resampler with librosa's ``kaiser_best``
+settings) instead of refusing; what it did is returned, so that the caller can count and
+log it.
 """
 
 import argparse
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import List, Optional, Tuple, Union
 
 import numpy as np
 import soundfile
+import torch
 
 from espnet2.utils.types import str2bool
 
@@ -133,12 +135,56 @@ def read_audio(
         done.append(f"down-mixed {header.channels} channels")
     wave = wave[:, 0]
     if rate != fs:
-        from scipy.signal import resample_poly
-
-        g = math.gcd(int(rate), int(fs))
-        wave = resample_poly(wave, fs // g, rate // g).astype(np.float32)
+        wave = resample_wave(wave, int(rate), int(fs))
         done.append(f"resampled {rate} -> {fs} Hz")
     return np.ascontiguousarray(wave, dtype=np.float32), done
+
+
+# librosa's "kaiser_best" (torchaudio's resampling tutorial): on 44.1/48 -> 16 kHz it keeps a
+# 7 kHz tone within -100 dB and attenuates what would alias by more than 110 dB, where
+# torchaudio's default (Hann window, 6 zero crossings) lets -28 dB through and the scipy
+# polyphase filter this module used before -14 dB (8.5 kHz) to -55 dB; 3-4 times the cost
+# of the latter, about 50 ms per 10 s of 48 kHz audio on one core.
+_RESAMPLE_OPTIONS = dict(
+    lowpass_filter_width=64,
+    rolloff=0.9475937167399596,
+    resampling_method="sinc_interp_kaiser",
+    beta=14.769656459379492,
+)
+
+
+def resample_wave(wave: Union[np.ndarray, torch.Tensor], orig_fs: int, new_fs: int):
+    """``wave`` (samples on the last axis) from ``orig_fs`` to ``new_fs`` Hz with
+    ``torchaudio.functional.resample``; same type (array or tensor) as given."""
+    import torchaudio.functional
+
+    if orig_fs == new_fs:
+        return wave
+    x = torch.as_tensor(wave)
+    y = torchaudio.functional.resample(
+        x.float() if not torch.is_floating_point(x) else x, orig_fs, new_fs, **_RESAMPLE_OPTIONS
+    )
+    return y.numpy().astype(np.float32, copy=False) if isinstance(wave, np.ndarray) else y
+
+
+def pcm_to_float(wave: Union[np.ndarray, torch.Tensor]):
+    """Integer PCM samples as floats in [-1, 1), scaled as soundfile reads them
+    (``int16 / 2**15``, ``int32 / 2**31``, ``(uint8 - 128) / 2**7``); floats unchanged.
+    Raises ValueError for other types (bool, complex)."""
+    x = torch.as_tensor(wave)
+    if torch.is_floating_point(x):
+        return wave
+    scale = {torch.int8: 2**7, torch.int16: 2**15, torch.int32: 2**31, torch.uint8: 2**7}
+    if x.dtype not in scale:
+        raise ValueError(
+            f"samples of type {x.dtype}: expected float or integer PCM (int8, int16, int32, "
+            "uint8)"
+        )
+    y = x.double()
+    if x.dtype == torch.uint8:
+        y = y - 128
+    y = (y / scale[x.dtype]).float()
+    return y.numpy() if isinstance(wave, np.ndarray) else y
 
 
 def add_accept_format_options(parser: argparse.ArgumentParser) -> None:

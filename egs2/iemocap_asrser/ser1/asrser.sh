@@ -18,7 +18,7 @@
 #  10  ASR-SER joint fine-tuning per fold                  exp/ser_fold<k>_<config>
 #      (--pretrained_asr: ..._pretrained_<name>, from waveforms)
 #  11  inference and scoring of every fold's test session  (local/evaluate.py)
-#  12  RESULTS.md and packed models                        exp/results/<run>, exp/packed
+#  12  RESULTS.md, packed and exported models            exp/results/<run>, exp/packed, exp/hf
 #
 # Options (--name value; "-" and "_" are the same in names: --stop-stage = --stop_stage):
 #   --stage N --stop_stage N     first and last stage to run (1, 12)
@@ -138,6 +138,8 @@ token_dir=data/token_list/word
 token_list=${token_dir}/tokens.txt
 char_token_list=data/token_list/char/tokens.txt
 ngpu_decode=$((ngpu > 0 ? 1 : 0))
+# Several GPUs: one DDP process each (ESPnet's own spawn), not one DataParallel process.
+gpu_args=(--ngpu "${ngpu}" $( [ "${ngpu}" -le 1 ] || echo --multiprocessing_distributed true))
 fbank=(dump/fbank feats.scp,speech,kaldi_ark)
 libri_sets() {
     local s
@@ -380,7 +382,7 @@ if begin_stage 6 "A2W ASR pre-training (${asr_exp})"; then
             # from that encoder (and may keep it frozen while attention learns to align).
             train_asr "encoder pre-training" "${asr_pre_exp}" "${asr_pre_model}" \
                 --config "${asr_pre_config}" --token_type char \
-                --token_list "${char_token_list}" --ngpu "${ngpu}" --resume true \
+                --token_list "${char_token_list}" "${gpu_args[@]}" --resume true \
                 --output_dir "${asr_pre_exp}" "${libri_data[@]}"
             init_args=(--init_param "${asr_pre_model}:encoder:encoder")
         elif grep -q -E '^freeze_param:' "${asr_config}"; then
@@ -389,7 +391,7 @@ if begin_stage 6 "A2W ASR pre-training (${asr_exp})"; then
         fi
         # shellcheck disable=SC2086
         train_asr "A2W training" "${asr_exp}" "${asr_model_file}" --config "${asr_config}" \
-            --token_type word --token_list "${token_list}" --ngpu "${ngpu}" --resume true \
+            --token_type word --token_list "${token_list}" "${gpu_args[@]}" --resume true \
             --output_dir "${asr_exp}" "${init_args[@]}" "${libri_data[@]}" ${asr_args}
     fi
     end_stage 6
@@ -401,13 +403,14 @@ if begin_stage 7 "ASR decoding and WER (${asr_decode_dir})"; then
     asr_dir=${asr_input[0]}
     asr_speech=${asr_input[1]}
     # The jobs of all sets run in one pool; then each set's outputs are joined and scored.
+    # Each job beam-searches 16 utterances at once (ESPnet's Speech2Text with --batch_size 1).
     declare -A decode_sigs=()
     for set in ${libri_test_sets} ${iemocap}_all; do
         [ -d "${asr_dir}/${set}" ] || continue
         dir=${asr_decode_dir}/${set}
         # shellcheck disable=SC2086
         args=(--config "${decode_config}" --asr_train_config "${asr_train_config}"
-            --asr_model_file "${asr_model_file}" --batch_size 1 --ngpu "${ngpu_decode}"
+            --asr_model_file "${asr_model_file}" --batch_size 16 --ngpu "${ngpu_decode}"
             --data_path_and_name_and_type "${asr_dir}/${set}/${asr_speech}" ${decode_args})
         sig=$(fingerprint "${args[@]}" "${asr_dir}/${set}/text")
         is_done "${dir}" "${sig}" && continue
@@ -518,7 +521,7 @@ train_ser() {
     [ "${mode}" = audio ] || data_specs+=(text,text,text)
     # shellcheck disable=SC2046,SC2086
     local args=(--config "${ser_config[${system}]}" --mode "${mode}"
-        --emotion_classes $(cat "${classes_file}") "${extra[@]}" --ngpu "${ngpu}"
+        --emotion_classes $(cat "${classes_file}") "${extra[@]}" "${gpu_args[@]}"
         --resume true --output_dir "${exp}"
         $(data_args "${input[@]}" "${iemocap}_fold${k}_train" "${iemocap}_fold${k}_valid" \
             "${stats}" "${data_specs[@]}") ${ser_args})
@@ -564,7 +567,7 @@ if begin_stage 11 "inference on each fold's test session, scoring (${results_dir
     end_stage 11
 fi
 
-if begin_stage 12 "RESULTS.md (${results_dir}) and packed models (exp/packed)"; then
+if begin_stage 12 "RESULTS.md (${results_dir}), packed models (exp/packed, exp/hf)"; then
     # Generated corpora, ours or given in db.sh, leave oracle.json beside
     # IEMOCAP_full_release; RESULTS.md then says that its numbers are not about real speech.
     oracle=$(dirname "${IEMOCAP:-.}")/oracle.json
@@ -581,13 +584,16 @@ if begin_stage 12 "RESULTS.md (${results_dir}) and packed models (exp/packed)"; 
         mark_done "${results_dir}" "${sig}"
         log "wrote ${results_dir}/RESULTS.md"
     fi
-    if [ "${update_results}" = true ] && ! cmp -s "${results_dir}/RESULTS.md" RESULTS.md; then
-        cp "${results_dir}/RESULTS.md" RESULTS.md
-        log "copied it to RESULTS.md (--update_results true)"
+    if [ "${update_results}" = true ] && [ "${results_dir}/RESULTS.md" -nt RESULTS.md ]; then
+        # Written again, not copied: its links to the figures are relative to where it is.
+        python local/make_results.py "${run_opts[@]}" --oracle "${oracle}" --out RESULTS.md
+        log "wrote RESULTS.md too (--update_results true)"
     fi
 
-    # Every final model as a model-zoo archive: ours and every fold's SER models.
+    # Every final model as a model-zoo archive (ours and every fold's SER models), and the
+    # ASR-SER ones as Hugging Face-style directories with a model card, ready to upload.
     python local/pack_models.py "${run_opts[@]}"
+    python local/export_hf.py "${run_opts[@]}"
     end_stage 12
 fi
 

@@ -56,6 +56,7 @@ from espnet_asrser.corpora.kaldi_dir import (
 from espnet_asrser.utils.kaldi_table import KaldiTableError, read_table, write_table
 from espnet2.utils.types import str2bool
 from espnet_asrser.utils.audio_files import AudioError, read_audio
+from espnet_asrser.utils.progress import progress
 
 DUMP_TABLES = ("feats.scp", "utt2num_frames")
 #: Written by merge/subset --drop_incomplete true: the utterances left out, and why.
@@ -107,13 +108,12 @@ def compute(args: argparse.Namespace) -> None:
     except OSError as e:
         raise _write_failure(split, e) from None
     frontend = LogMelFrontend(fs=args.fs, n_mels=args.n_mels).eval()
-    every = max(1, len(keys) // 10)
     num_frames: Dict[str, str] = {}
     bad: List[str] = []
     converted: Dict[str, int] = {}
     try:
         with torch.no_grad(), WriteHelper(f"ark,scp:{ark},{scp}") as writer:
-            for i, utt in enumerate(keys, start=1):
+            for utt in progress(keys, desc=f"job {args.job}/{args.nj}"):
                 try:
                     wave, done = read_audio(
                         wav_scp[utt], args.fs, resample=args.resample, downmix=args.downmix
@@ -128,11 +128,6 @@ def compute(args: argparse.Namespace) -> None:
                 feats, _ = frontend(wave[None], torch.tensor([wave.numel()]))
                 writer(utt, feats[0].numpy())
                 num_frames[utt] = str(feats.size(1))
-                if i % every == 0 or i == len(keys):
-                    logging.info(
-                        "job %d/%d: %d/%d utterances (%d%%)",
-                        args.job, args.nj, i, len(keys), 100 * i // len(keys),
-                    )
         if bad:
             raise DumpError(
                 f"job {args.job}/{args.nj} of {args.data}: {len(bad)} of {len(keys)} "

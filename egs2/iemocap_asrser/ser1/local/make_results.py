@@ -21,6 +21,8 @@ script's run_opts), which names every directory read; ``--out`` defaults to
   record in ``checkpoint.pth``, so that underfitting shows;
 * the ASR-SER confusion matrix (the paper's Table 3: rows are the reference, columns
   the prediction, counts);
+* links to the pictures that ``local/plot_results.py`` writes into the results directory:
+  the pooled confusion matrix of every system and WA/UA bars per fold;
 * the ASR results (LibriSpeech test sets, IEMOCAP zero-shot), the IEMOCAP OOV rate, and
   the listening check of an ASR model (``<decode_dir>/listening.json``, optional: its
   word accuracy with each utterance's own audio and with shuffled audio);
@@ -60,6 +62,10 @@ from espnet_asrser.metrics import score_emotions, word_error_rate
 from espnet_asrser.recipe.layout import Layout, LayoutError, add_run_options
 from espnet_asrser.recipe.systems import TABLE_SYSTEMS, PaperTable, paper_table
 from espnet_asrser.utils.kaldi_table import read_table
+
+# local/plot_results.py, beside this program (on sys.path already when it runs as a script).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from plot_results import PlotError, write_figures  # noqa: E402
 
 ROW_NAMES = {system.key: system.row for system in TABLE_SYSTEMS}
 # Table 3 of the paper orders the classes so; names for the confusion matrix.
@@ -785,6 +791,33 @@ def confusion(results: Path, folds: List[str], model: dict, label: bool) -> List
     return lines
 
 
+def figures_section(
+    results: Path, systems: List[Tuple[str, str]], folds: List[str], out: Path
+) -> List[str]:
+    """Write the PNGs of ``local/plot_results.py`` into ``results``; link them from
+    ``out`` (relative links)."""
+    try:
+        written = write_figures(results, systems, folds, order=PAPER_ORDER)
+    except PlotError as e:
+        raise ResultsError(str(e)) from None
+    links = [
+        f"[{caption}]({Path(os.path.relpath(path, out.parent)).as_posix()})"
+        for caption, path in written
+    ]
+    n = len(systems)
+    return [
+        "## Figures",
+        "",
+        f"Written by `local/plot_results.py` into `{results}`: the pooled confusion matrix "
+        "of each system (rows: reference; columns: prediction; counts) and the test WA and "
+        "UA of each fold.",
+        "",
+        "- Confusion matrices: " + ", ".join(links[:n]),
+        "- Per fold: " + ", ".join(links[n:]),
+        "",
+    ]
+
+
 def asr_section(
     model: dict, folds: List[str], data_name: str, oov: dict, with_oov: bool
 ) -> List[str]:
@@ -1170,6 +1203,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         lines += training_section(args, models)
         for model in models:
             lines += confusion(results, args.folds, model, labelled(models))
+        lines += figures_section(
+            results, [(system.key, system.row) for system in layout.scored], args.folds, out
+        )
         oov = load_json(Path(args.oov))
         for model in models:
             lines += asr_section(model, args.folds, data_name, oov, True)
