@@ -11,6 +11,7 @@ import pytest
 
 from espnet_asrser.bin.asrser_score import main as score_main
 from espnet_asrser.metrics import (
+    _edit_operations,
     confusion_matrix,
     format_confusion_matrix,
     per_class_recall,
@@ -364,3 +365,23 @@ def test_scoring_runs_as_a_module_without_importing_torch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: asrser_score")
+
+
+def test_edit_operations_total_is_editdistance():
+    # Our alignment exists for the S/I/D split (RESULTS.md prints it); its total must be
+    # the Levenshtein distance that ESPnet's own dependency computes.
+    import editdistance
+
+    rng = np.random.default_rng(0)
+    words = ["A", "B", "C", "D"]
+    for _ in range(300):
+        ref = list(rng.choice(words, size=int(rng.integers(0, 9))))
+        hyp = list(rng.choice(words, size=int(rng.integers(0, 9))))
+        assert sum(_edit_operations(ref, hyp)) == editdistance.eval(ref, hyp)
+
+
+def test_confusion_matrix_refuses_what_sklearn_would_drop():
+    # scikit-learn's confusion_matrix(labels=...) silently leaves out a pair whose label is
+    # not listed; ours refuses it, so no utterance vanishes from a score.
+    with pytest.raises(ValueError, match=r"hypothesis label\(s\) \['fru'\] not in classes"):
+        confusion_matrix(["ang", "hap"], ["ang", "fru"], ["ang", "hap", "neu", "sad"])

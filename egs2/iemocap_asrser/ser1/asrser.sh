@@ -556,9 +556,9 @@ if begin_stage 10 "ASR-SER joint fine-tuning per fold, from ${asr_model_file}"; 
 fi
 
 if begin_stage 11 "inference on each fold's test session, scoring (${results_dir})"; then
-    # The only stage that reads the test sessions; every model was chosen on valid.
-    max_jobs=${nj}
+    max_jobs=${nj} # the only stage that reads the test sessions; models were chosen on valid
     for k in ${folds}; do
+        python local/evaluate.py "${run_opts[@]}" --fold "${k}" --pending || continue
         launch "${results_dir}/log/evaluate.fold${k}.log" --gpu "${ngpu_decode}" \
             python local/evaluate.py "${run_opts[@]}" --fold "${k}" --ngpu "${ngpu_decode}"
     done

@@ -17,7 +17,13 @@ cd "$(dirname "$0")"
 # kernel drops the lock when its holder ends, however it ends, so no stale lock remains.
 exec {lock}>>.run.lock
 if ! flock --nonblock "${lock}"; then
-    echo "run.sh: another run (pid $(cat .run.lock)) is using $(pwd); wait for it to end" >&2
+    # The jobs of a run whose main process was killed alone keep the lock while they write;
+    # name every process that holds it (ours closed first), not only the pid the run wrote.
+    exec {lock}>&-
+    holders=$(find /proc/[0-9]*/fd -lname "$(realpath .run.lock)" 2>/dev/null | cut -d/ -f3 |
+        sort -un | paste -sd ' ' || true)
+    echo "run.sh: another run (pid $(cat .run.lock)) is using $(pwd); processes holding" \
+        "its lock: ${holders:-unknown}. Wait for it to end" >&2
     exit 1
 fi
 echo "$$" >.run.lock

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Usage: local/evaluate.py RUN_OPTIONS --fold K [--ngpu 0]
        local/evaluate.py RUN_OPTIONS --pool
+       local/evaluate.py RUN_OPTIONS --fold K --pending     (exit status 0: K has work)
 
 Scores every system of the run (the rows of the paper's table and the ASR-SER
 ablations, :mod:`espnet_asrser.recipe.systems`) on the test session of the folds.
@@ -167,6 +168,26 @@ def evaluate_fold(layout: Layout, fold: str, ngpu: str) -> int:
     return 0
 
 
+def fold_pending(layout: Layout, fold: str) -> bool:
+    """Whether ``--fold`` has anything to do: a system whose output is not up to date, or a
+    score not yet copied into the results directory. Cheap (no ESPnet import), so that a
+    rerun of finished stages starts no job and rewrites no log."""
+    try:
+        decoded = Path(layout.asr_decode_dir, f"{layout.iemocap}_all", "text")
+        ref = Path(layout.asr_input[0], layout.data_set(fold, "test"), "text")
+        if not is_done(asr_text(layout, fold).parent, fingerprint([str(decoded), str(ref)])):
+            return True
+        emotion = Path("dump/fbank", layout.data_set(fold, "test"), "emotion")
+        for system in layout.scored:
+            out, args = inference_args(layout, system, fold, "0")
+            copied = Path(layout.results_dir, system.key, f"fold{fold}.json")
+            if not is_done(out, fingerprint([*args, str(emotion)])) or not copied.is_file():
+                return True
+    except LayoutError:
+        return True  # the job says what is missing
+    return False
+
+
 def pool(layout: Layout) -> None:
     labels = classes(layout)
     for system in layout.scored:
@@ -207,6 +228,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     what.add_argument("--fold", help="run and score the models of this fold on its test session")
     what.add_argument("--pool", action="store_true", help="score all folds' hypotheses together")
     parser.add_argument("--ngpu", default="0", help="GPUs for inference (0 or 1; default 0)")
+    parser.add_argument(
+        "--pending", action="store_true",
+        help="with --fold: only say, by the exit status (0: yes), whether the fold has work",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     try:
@@ -214,6 +239,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.pool:
             pool(layout)
             return 0
+        if args.pending:
+            return 0 if fold_pending(layout, args.fold) else 1
         return evaluate_fold(layout, args.fold, args.ngpu)
     except (LayoutError, RuntimeError, OSError) as e:
         print(f"{parser.prog}: error: {e}", file=sys.stderr)
