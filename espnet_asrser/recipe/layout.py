@@ -40,6 +40,8 @@ from espnet_asrser.recipe.systems import (
 FBANK_INPUT = ("dump/fbank", "feats.scp,speech,kaldi_ark")
 RAW_INPUT = ("data", "wav.scp,speech,sound")
 SER_CONFIGS = ("audio", "text", "combined", "asrser")
+# Every IEMOCAP data set of every selection starts so (iemocap_all, iemocap_improvised_...).
+IEMOCAP_PREFIX = "iemocap"
 # Written by local/prepare_librispeech.py; its "train_set" names the LibriSpeech training
 # set: train_960 when the three training subsets are there, train_libri otherwise.
 LIBRISPEECH_MARKER = Path("data", ".librispeech.done")
@@ -228,7 +230,7 @@ class Layout:
         if o.max_dur != "20":
             setting += f"_maxdur{o.max_dur}"
         self.setting = setting
-        self.iemocap = f"iemocap{setting}"
+        self.iemocap = f"{IEMOCAP_PREFIX}{setting}"
         self.ser_prefix = f"exp/ser{setting}"
 
     # ----------------------------------------------------------------- the ASR model

@@ -158,7 +158,10 @@ def evaluate_fold(layout: Layout, fold: str, ngpu: str) -> int:
                 # The pretrained tokenizer's words, in our references' convention.
                 (out / "text").rename(out / "text.1best")
                 normalize_text_file(out / "text.1best", out / "text")
-            score(system, ref_dir, out, asr_text(layout, fold), labels)
+            # The WER of the transcripts the system read: its own (ASR-SER's beam search)
+            # or the ASR model's zero-shot ones (the pipeline systems).
+            hyp_text = out / "text" if system.mode == "asrser" else asr_text(layout, fold)
+            score(system, ref_dir, out, hyp_text, labels)
             mark_done(out, sig)
         copy_if_changed(out / "score.json", Path(layout.results_dir, system.key, f"fold{fold}.json"))
     if failed:

@@ -59,7 +59,7 @@ import yaml
 import espnet_asrser
 from espnet_asrser import significance as sig
 from espnet_asrser.metrics import score_emotions, word_error_rate
-from espnet_asrser.recipe.layout import Layout, LayoutError, add_run_options
+from espnet_asrser.recipe.layout import IEMOCAP_PREFIX, Layout, LayoutError, add_run_options
 from espnet_asrser.recipe.systems import TABLE_SYSTEMS, PaperTable, paper_table
 from espnet_asrser.utils.kaldi_table import read_table
 
@@ -832,9 +832,11 @@ def asr_section(
         "| Test set | n | WER (%) | sub | ins | del | ref words |",
         "|---|---|---|---|---|---|---|",
     ]
+    # The LibriSpeech sets, then this run's IEMOCAP sets (the decoding directory also holds
+    # those of other selections).
     sets = sorted(
         p.name for p in decode_dir.iterdir() if (p / "score.json").is_file() and
-        not p.name.startswith(data_name)
+        not p.name.startswith(IEMOCAP_PREFIX)
     )
     sets += [f"{data_name}_all"] + [f"{data_name}_fold{k}_test" for k in folds]
     for name in sets:
