@@ -247,7 +247,9 @@ def test_packed_asrser_model_opens_with_from_pretrained(recipe, monkeypatch, tmp
     assert packed.args.token_type == "bpe" and packed.model.asr_state_size == 16
     exp = ser_exp("asrser", "1")
     monkeypatch.chdir(work)  # the trained model's config names its files from there
-    trained = Speech2Emotion(f"{exp}/config.yaml", f"{exp}/valid.acc_ser.best.pth")
+    # The archive carries the run's decoding settings; the trained model gets them by hand.
+    trained = Speech2Emotion(f"{exp}/config.yaml", f"{exp}/valid.acc_ser.best.pth",
+                             decode_config="conf/debug/decode_asr.yaml")
     wav = read_table(work / "data" / "iemocap_fold1_test" / "wav.scp")
     waves = [soundfile.read(wav[u], dtype="float32")[0] for u in sorted(wav)[:2]]
     for a, b in zip(packed(waves, fs=16000), trained(waves, fs=16000)):
