@@ -56,6 +56,18 @@ def asr_text(layout: Layout, fold: str) -> Path:
     return Path(layout.asr_decode_dir, layout.data_set(fold, "test"), "text")
 
 
+def cut_signature(layout: Layout, fold: str) -> str:
+    """The inputs of a fold's cut of the IEMOCAP decoding: the decoding and the references."""
+    decoded = Path(layout.asr_decode_dir, f"{layout.iemocap}_all", "text")
+    ref = Path(layout.asr_input[0], layout.data_set(fold, "test"), "text")
+    return fingerprint([str(decoded), str(ref)])
+
+
+def system_signature(layout: Layout, fold: str, args: List[str]) -> str:
+    """The inputs of one system's outputs on a fold: its inference options, the labels."""
+    return fingerprint([*args, str(Path("dump/fbank", layout.data_set(fold, "test"), "emotion"))])
+
+
 def cut_asr_text(layout: Layout, fold: str) -> None:
     """Cut a fold's test session from the ASR model's decoding of all IEMOCAP utterances
     (the pipeline baselines' input) and score its WER."""
@@ -65,7 +77,7 @@ def cut_asr_text(layout: Layout, fold: str) -> None:
     out = asr_text(layout, fold).parent
     if not decoded.is_file():
         raise LayoutError(f"no ASR transcripts of the IEMOCAP utterances ({decoded}): decode them first")
-    sig = fingerprint([str(decoded), str(ref / "text")])
+    sig = cut_signature(layout, fold)
     if not is_done(out, sig):
         keep = {line.split(maxsplit=1)[0] for line in open(ref / "utt2spk", encoding="utf-8")}
         out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +154,7 @@ def evaluate_fold(layout: Layout, fold: str, ngpu: str) -> int:
     failed = []
     for i, system in enumerate(layout.scored, start=1):
         out, args = inference_args(layout, system, fold, ngpu)
-        sig = fingerprint([*args, str(ref_dir / "emotion")])
+        sig = system_signature(layout, fold, args)
         if not is_done(out, sig):
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir(parents=True)
@@ -176,15 +188,12 @@ def fold_pending(layout: Layout, fold: str) -> bool:
     score not yet copied into the results directory. Cheap (no ESPnet import), so that a
     rerun of finished stages starts no job and rewrites no log."""
     try:
-        decoded = Path(layout.asr_decode_dir, f"{layout.iemocap}_all", "text")
-        ref = Path(layout.asr_input[0], layout.data_set(fold, "test"), "text")
-        if not is_done(asr_text(layout, fold).parent, fingerprint([str(decoded), str(ref)])):
+        if not is_done(asr_text(layout, fold).parent, cut_signature(layout, fold)):
             return True
-        emotion = Path("dump/fbank", layout.data_set(fold, "test"), "emotion")
         for system in layout.scored:
             out, args = inference_args(layout, system, fold, "0")
             copied = Path(layout.results_dir, system.key, f"fold{fold}.json")
-            if not is_done(out, fingerprint([*args, str(emotion)])) or not copied.is_file():
+            if not is_done(out, system_signature(layout, fold, args)) or not copied.is_file():
                 return True
     except LayoutError:
         return True  # the job says what is missing
