@@ -33,7 +33,7 @@ import subprocess
 import time
 import zipfile
 from pathlib import Path
-from typing import Callable, Dict, List, NamedTuple
+from typing import Callable, Dict, List, NamedTuple, Optional
 
 import pytest
 
@@ -50,11 +50,51 @@ def log_shows(pattern: str) -> Callable[[Path, str], bool]:
     )
 
 
+def job_process(work: Path, job_log: str, script: str) -> Optional[int]:
+    """The pid of the live ``script`` process (run in ``work``) that writes to ``job_log``:
+    run_cmd writes the job's command line as the first line of its log."""
+    try:
+        command = (work / job_log).read_text(encoding="utf-8").splitlines()[0][2:]
+    except (OSError, IndexError):
+        return None
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+            if (proc.name.isdigit() and script in cmdline and cmdline.endswith(command)
+                    and os.readlink(proc / "cwd") == str(work.resolve())):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
+
+
+STEP = 0.005  # seconds a frozen dump job runs between two looks
+
+
 def dump_writing(work: Path, job_log: str) -> bool:
-    """A dump job is writing once its temporary ark has features in it (its log only
-    reports progress every 30 s): dump/fbank/<set>/split<nj>/.ark.<job>.tmp."""
+    """A dump job has features in its temporary ark (dump/fbank/<set>/split<nj>/.ark.<job>.tmp,
+    renamed when the job ends). Its window is a fraction of a second, shorter than a poll of
+    the main log, so the job is frozen (SIGSTOP) and run in steps of STEP until it writes,
+    then left frozen for the kill: a kill mid-write, whatever the machine's speed. False
+    once the job has ended without being caught (it cannot: its utterances take longer than
+    a step) or if it is not running yet."""
     out, job = Path(job_log).parent.parent, job_log.rsplit(".", 2)[-2]
-    return any(p.stat().st_size > 0 for p in (work / out).glob(f"split*/.ark.{job}.tmp"))
+    pid = job_process(work, job_log, "dump_feats.py compute")
+    if pid is None:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            os.kill(pid, signal.SIGSTOP)
+            while stat.read_text().rsplit(")", 1)[1].split()[0] not in "TZ":
+                time.sleep(0.001)  # SIGSTOP takes effect asynchronously
+            if any(p.stat().st_size > 0 for p in (work / out).glob(f"split*/.ark.{job}.tmp")):
+                return True
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(STEP)
+    except (ProcessLookupError, FileNotFoundError):
+        pass  # the job ended (or its ark was renamed as it did)
+    return False
 
 
 class KillPoint(NamedTuple):
@@ -65,7 +105,7 @@ class KillPoint(NamedTuple):
 
 
 KILL_POINTS = (
-    KillPoint(3, 1, dump_writing, 0.5),
+    KillPoint(3, 1, dump_writing, 0.0),  # frozen mid-write: no delay needed
     # ESPnet builds the model from its config (then decodes, quietly: 2-5 s on 2 cores).
     KillPoint(7, 1, log_shows(r"INFO: config file: "), 0.5),
     KillPoint(9, 2, log_shows(r"1/\d+epoch started"), 2.0),  # ESPnet's trainer
