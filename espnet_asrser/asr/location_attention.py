@@ -64,13 +64,11 @@ class LocationAwareAttention(torch.nn.Module):
         """
         frames = encoder_out.size(1)
         location = self.location_conv(prev_weights.unsqueeze(1))[:, :, :frames]
-        energy = self.energy(
-            torch.tanh(
-                encoder_proj
-                + self.decoder_proj(decoder_state).unsqueeze(1)
-                + self.location_proj(location.transpose(1, 2))
-            )
-        ).squeeze(-1)
+        # The (B, T, A) sum is the step's largest tensor (memory-bound: B is batch x beam
+        # when decoding): summed and squashed in place, in the order (Vh + b + Zs) + Uf.
+        hidden = encoder_proj + self.decoder_proj(decoder_state).unsqueeze(1)
+        hidden += self.location_proj(location.transpose(1, 2))
+        energy = self.energy(hidden.tanh_()).squeeze(-1)
         energy = energy.masked_fill(~mask, torch.finfo(energy.dtype).min)
         weights = torch.softmax(energy, dim=-1)
         context = torch.bmm(weights.unsqueeze(1), encoder_out).squeeze(1)
