@@ -29,7 +29,6 @@ from espnet.nets.batch_beam_search import BatchBeamSearch
 from espnet.nets.beam_search import BeamSearch
 from espnet2.asr.decoder.transformer_decoder import TransformerDecoder
 
-from conftest import write_tiny_data
 from espnet_asrser.asr.a2w_decoder import A2WDecoder
 from espnet_asrser.asr.batch_beam_search import UtteranceBatchBeamSearch, fallback_reason
 from espnet_asrser.bin import asr_inference as cli
@@ -248,20 +247,13 @@ def test_cli_batched_writes_the_files_of_speech2text(tmp_path, tiny_data, caplog
 def zoo_asr(tmp_path_factory):
     """A BPE Transformer ASR trained by ESPnet's asr_train, as test_pretrained_asr trains
     (and packs) it, the model zoo's shape."""
-    from test_pretrained_asr import ESPNET_ASR_CONFIG, data_args, train_and_pack_asr, train_bpe
+    from test_pretrained_asr import train_zoo_asr
 
     root = tmp_path_factory.mktemp("zoo_asr")
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(sys, "argv", ["asr_train"])
         mp.chdir(root)
-        d = write_tiny_data(root / "data")
-        bpemodel = train_bpe(d).relative_to(root)
-        Path("asr.yaml").write_text(yaml.safe_dump(ESPNET_ASR_CONFIG))
-        common = ["--config", "asr.yaml", "--token_type", "bpe", "--bpemodel", str(bpemodel),
-                  "--token_list", str(d["bpe_token_list"]),
-                  *data_args(d, "train", emotion=False), *data_args(d, "valid", emotion=False)]
-        train_and_pack_asr(common, str(d["wav.scp"]), str(d["wav.scp"]), [str(bpemodel)],
-                           "packed/asr.zip")
+        d = train_zoo_asr(root)
     return {"root": root, "data": d, "config": root / "exp/asr/config.yaml",
             "model": root / "exp/asr/valid.acc.best.pth"}
 

@@ -92,6 +92,23 @@ def train_bpe(d) -> Path:
     return Path(f"{prefix}.model")
 
 
+def train_zoo_asr(root: Path) -> dict:
+    """In ``root``, the current directory (a recipe's): tiny data, a BPE model and an ESPnet
+    Transformer ASR trained on them (exp/asr) and packed (packed/asr.zip); the data files.
+    The caller sets sys.argv (ESPnet reads it)."""
+    d = write_tiny_data(root / "data")  # wav.scp with absolute paths, as in a recipe
+    # Files the ASR config names are relative to the recipe directory, so that
+    # `espnet2.bin.pack` stores them under those names and unpacking rewrites them.
+    bpemodel = train_bpe(d).relative_to(root)
+    Path("asr.yaml").write_text(yaml.safe_dump(ESPNET_ASR_CONFIG))
+    common = ["--config", "asr.yaml", "--token_type", "bpe", "--bpemodel", str(bpemodel),
+              "--token_list", str(d["bpe_token_list"]),
+              *data_args(d, "train", emotion=False), *data_args(d, "valid", emotion=False)]
+    train_and_pack_asr(common, str(d["wav.scp"]), str(d["wav.scp"]), [str(bpemodel)],
+                       "packed/asr.zip")
+    return d
+
+
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
     """Train and pack an ESPnet BPE ASR the way an ESPnet recipe does (relative paths
@@ -101,16 +118,7 @@ def zoo(tmp_path_factory):
         mp.setenv("ESPNET_ASRSER_CACHE", str(root / "cache"))
         mp.setattr(sys, "argv", ["asr_train"])
         mp.chdir(root)
-        d = write_tiny_data(root / "data")  # wav.scp with absolute paths, as in a recipe
-        # Files the ASR config names are relative to the recipe directory, so that
-        # `espnet2.bin.pack` stores them under those names and unpacking rewrites them.
-        bpemodel = train_bpe(d).relative_to(root)
-        Path("asr.yaml").write_text(yaml.safe_dump(ESPNET_ASR_CONFIG))
-        common = ["--config", "asr.yaml", "--token_type", "bpe", "--bpemodel", str(bpemodel),
-                  "--token_list", str(d["bpe_token_list"]),
-                  *data_args(d, "train", emotion=False), *data_args(d, "valid", emotion=False)]
-        train_and_pack_asr(common, str(d["wav.scp"]), str(d["wav.scp"]), [str(bpemodel)],
-                           "packed/asr.zip")
+        d = train_zoo_asr(root)
         archive = root / "packed" / "asr.zip"
 
         # ASR-SER on the archive: no --token_list, the archive's BPE tokenizer is used.
